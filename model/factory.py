@@ -1,0 +1,98 @@
+"""``create_model``/``list_models`` and the metadata every checkpoint carries."""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+from .checkpoint import CheckpointError, describe_architecture, identify_variant, load_state, read_checkpoint
+from .shunted import VARIANTS, ShuntedTransformer, build, check_input_size
+
+DEFAULT_INPUT_SIZE = 224
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return list(VARIANTS)
+
+
+def imagenet_preprocess(img_size: int) -> dict:
+    """Preprocessing of the official ImageNet checkpoints (resize 256 bicubic, centre crop 224)."""
+    from data.preprocess import imagenet_preprocess as spec
+    return spec(img_size)
+
+
+def make_meta(variant: str, num_classes: int, input_size: int, labels: list[str] | None = None,
+              preprocess: dict | None = None, **extra) -> dict:
+    """The metadata dict stored with weights: everything a converter, benchmark or app needs."""
+    check_input_size(input_size)
+    if labels is not None and len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} labels given for {num_classes} classes")
+    return {"variant": variant, "num_classes": num_classes, "input_size": input_size,
+            "labels": list(labels) if labels is not None else None,
+            "preprocess": preprocess or imagenet_preprocess(input_size), **extra}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_variant(name: str, state_dict: dict, source: str) -> None:
+    found = identify_variant(state_dict)
+    if found is not None and found != name:
+        raise CheckpointError(f"{source} is a {found} checkpoint, not {name}; use --model {found} "
+                              f"(create_model('{found}', ...))")
+
+
+def create_model(name: str | None = None, num_classes: int | None = None, checkpoint_path: str | None = None,
+                 img_size: int | None = None, reset_head: bool = False, labels: list[str] | None = None,
+                 drop_path_rate: float = 0.0, **overrides) -> ShuntedTransformer:
+    """Build a Shunted Transformer variant, optionally loading weights.
+
+    ``checkpoint_path`` may be an official Shunted checkpoint (dict with 'model'), a plain state dict,
+    a shunted-edge checkpoint or a ``.safetensors`` file. ``name`` defaults to the checkpoint's
+    variant and ``num_classes`` to the checkpoint's head (1000 without a checkpoint). A different
+    ``num_classes`` re-initialises the head only with ``reset_head=True`` (fine-tuning). The
+    returned model carries ``model.meta`` (variant, classes, labels, input size, preprocessing).
+    """
+    state_dict, meta, source = None, {}, None
+    if checkpoint_path is not None:
+        source = f"checkpoint {checkpoint_path}"
+        state_dict, meta = read_checkpoint(checkpoint_path)
+        name = name or meta.get("variant") or identify_variant(state_dict)
+        if name is None:
+            raise CheckpointError(f"{source}: cannot tell which variant it holds; pass the model name")
+    if name is None:
+        raise ValueError(f"create_model needs a model name; choose one of: {', '.join(VARIANTS)}")
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(VARIANTS)}")
+    if state_dict is not None and not overrides:
+        _check_variant(name, state_dict, source)
+
+    ckpt_classes = (describe_architecture(state_dict) or {}).get("num_classes") if state_dict is not None else None
+    classes = num_classes or ckpt_classes or (len(labels) if labels else 1000)
+    img_size = img_size or meta.get("input_size") or DEFAULT_INPUT_SIZE
+    check_input_size(img_size)
+
+    model = build(name, num_classes=classes, drop_path_rate=drop_path_rate, **overrides)
+    keep_labels = meta.get("labels")
+    if state_dict is not None:
+        skip: tuple[str, ...] = ()
+        if ckpt_classes is not None and ckpt_classes != classes:
+            if not reset_head:
+                raise CheckpointError(
+                    f"{source} has a {ckpt_classes}-class head but num_classes={classes} was asked for; "
+                    f"pass reset_head=True (--reset-head) to fine-tune with a new head")
+            warnings.warn(f"{source}: {ckpt_classes}-class head replaced by a new {classes}-class head "
+                          f"(randomly initialised, for fine-tuning)", stacklevel=2)
+            skip, keep_labels = ("head.",), None
+        load_state(model, state_dict, source, skip=skip)
+    preprocess = meta.get("preprocess") if meta.get("input_size") == img_size else None
+    model.meta = make_meta(name, classes, img_size, labels=labels or keep_labels, preprocess=preprocess,
+                           source=str(Path(checkpoint_path).name) if checkpoint_path else None)
+    return model

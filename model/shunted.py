@@ -1,0 +1,318 @@
+"""Shunted Transformer in an export-friendly, channels-first formulation.
+
+Every activation is a (B, C, H, W) image: linear layers are 1x1 convolutions, layer norms
+normalise over the channel axis, and attention splits heads with reshapes to
+(B, heads, head_dim, tokens), so no tensor ever exceeds rank 4 and shapes are static.
+
+Shunted self-attention (Ren et al., CVPR 2022): in a stage with spatial-reduction ratio r > 1,
+keys/values are aggregated at two scales (an r x r and an r/2 x r/2 strided conv); the first
+half of the heads attends to the coarse scale, the second half to the fine one. Each scale
+enhances V with a depthwise 3x3 conv. With r = 1 all heads share one K/V projection and the
+depthwise conv of V is added to the attention output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ShuntedConfig:
+    """Architecture hyper-parameters of one variant."""
+
+    depths: tuple[int, ...]
+    stem_convs: int
+    embed_dims: tuple[int, ...] = (64, 128, 256, 512)
+    num_heads: tuple[int, ...] = (2, 4, 8, 16)
+    mlp_ratios: tuple[int, ...] = (8, 8, 4, 4)
+    sr_ratios: tuple[int, ...] = (8, 4, 2, 1)
+    norm_eps: float = 1e-6
+
+
+VARIANTS: dict[str, ShuntedConfig] = {
+    # Published (ImageNet-1k top-1 at 224: 79.8 / 82.9 / 84.0).
+    "shunted_t": ShuntedConfig(depths=(1, 2, 4, 1), stem_convs=0),
+    "shunted_s": ShuntedConfig(depths=(2, 4, 12, 1), stem_convs=1),
+    "shunted_b": ShuntedConfig(depths=(3, 4, 24, 2), stem_convs=2),
+    # Edge variants built from the same blocks (head dim 16).
+    "shunted_nano": ShuntedConfig(
+        depths=(1, 1, 2, 1), stem_convs=0, embed_dims=(32, 64, 128, 256),
+        num_heads=(2, 4, 8, 16), mlp_ratios=(4, 4, 4, 4)),
+    "shunted_micro": ShuntedConfig(
+        depths=(1, 2, 3, 1), stem_convs=0, embed_dims=(48, 96, 192, 384),
+        num_heads=(2, 4, 8, 16), mlp_ratios=(6, 6, 4, 4)),
+}
+
+INPUT_MULTIPLE = 32  # total stride of the network
+
+
+def check_input_size(size: int) -> None:
+    """Raise ValueError unless ``size`` is a positive multiple of 32, naming the nearest valid sizes."""
+    if size >= INPUT_MULTIPLE and size % INPUT_MULTIPLE == 0:
+        return
+    lower = (size // INPUT_MULTIPLE) * INPUT_MULTIPLE
+    nearest = [n for n in (lower, lower + INPUT_MULTIPLE) if n >= INPUT_MULTIPLE]
+    raise ValueError(
+        f"input size {size} is not supported: it must be a multiple of {INPUT_MULTIPLE} "
+        f"(>= {INPUT_MULTIPLE}); nearest valid sizes: {', '.join(map(str, nearest))}")
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of a (B, C, H, W) tensor."""
+
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean(dim=1, keepdim=True)
+        var = (centred * centred).mean(dim=1, keepdim=True)
+        return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def pointwise(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
+    """A linear layer applied to every pixel: 1x1 convolution."""
+    return nn.Conv2d(cin, cout, 1, bias=bias)
+
+
+def depthwise3x3(channels: int) -> nn.Conv2d:
+    return nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample; identity in eval mode and in exported graphs."""
+
+    def __init__(self, prob: float):
+        super().__init__()
+        self.prob = prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.prob == 0.0:
+            return x
+        keep = 1.0 - self.prob
+        mask = x.new_empty(x.shape[0], 1, 1, 1).bernoulli_(keep)
+        return x * mask / keep
+
+
+def attend(q_t: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(Q K^T) V for rank-4 operands.
+
+    q_t: (B, h, N, d) scaled queries, k and v: (B, h, d, M). Returns (B, h, d, N), the layout
+    that reshapes straight back to a (B, C, H, W) image. Softmax runs over the last axis, as
+    every backend prefers; the transpose of the weights folds into the matmul.
+    """
+    weights = torch.softmax(torch.matmul(q_t, k), dim=-1)  # (B, h, N, M)
+    return torch.matmul(v, weights.transpose(2, 3))
+
+
+class KVBranch(nn.Module):
+    """One aggregation scale: strided conv -> LN -> GELU -> K/V projection, V locally enhanced."""
+
+    def __init__(self, dim: int, kernel: int, kv_dim: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(dim, dim, kernel, stride=kernel)
+        self.norm = LayerNorm2d(dim, eps=1e-5)
+        self.kv = pointwise(dim, 2 * kv_dim)
+        self.local = depthwise3x3(kv_dim)
+        self.kv_dim = kv_dim
+
+    def forward(self, x: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+        kv = self.kv(F.gelu(self.norm(self.reduce(x))))
+        k, v = kv[:, :self.kv_dim], kv[:, self.kv_dim:]
+        v = v + self.local(v)
+        b, c, h, w = k.shape
+        return k.reshape(b, heads, c // heads, h * w), v.reshape(b, heads, c // heads, h * w)
+
+
+class ShuntedAttention(nn.Module):
+    """Shunted self-attention on a (B, C, H, W) image of tokens."""
+
+    def __init__(self, dim: int, heads: int, sr_ratio: int):
+        super().__init__()
+        if sr_ratio > 1 and heads % 2:
+            raise ValueError(f"shunted attention with sr_ratio {sr_ratio} needs an even head count, got {heads}")
+        self.heads, self.sr_ratio = heads, sr_ratio
+        self.head_dim = dim // heads
+        self.scale = self.head_dim ** -0.5
+        self.q = pointwise(dim, dim)
+        if sr_ratio > 1:
+            self.coarse = KVBranch(dim, sr_ratio, dim // 2)
+            self.fine = KVBranch(dim, sr_ratio // 2, dim // 2)
+        else:
+            self.kv = pointwise(dim, 2 * dim)
+            self.local = depthwise3x3(dim)
+        self.proj = pointwise(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q_t = self.q(x).reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3)
+        if self.scale != 1.0:  # folded into q by fuse_for_deploy()
+            q_t = q_t * self.scale
+        if self.sr_ratio > 1:
+            half = self.heads // 2
+            k1, v1 = self.coarse(x, half)
+            k2, v2 = self.fine(x, half)
+            out = torch.cat([attend(q_t[:, :half], k1, v1), attend(q_t[:, half:], k2, v2)], dim=1)
+            out = out.reshape(b, c, h, w)
+        else:
+            kv = self.kv(x)
+            k, v = kv[:, :c], kv[:, c:]
+            out = attend(q_t, k.reshape(b, self.heads, self.head_dim, h * w),
+                         v.reshape(b, self.heads, self.head_dim, h * w))
+            out = out.reshape(b, c, h, w) + self.local(v)
+        return self.proj(out)
+
+
+class ConvMlp(nn.Module):
+    """fc1 -> x + depthwise3x3(x) -> GELU -> fc2, all on (B, C, H, W)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = pointwise(dim, hidden)
+        self.dwconv = depthwise3x3(hidden)
+        self.fc2 = pointwise(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc1(x)
+        return self.fc2(F.gelu(x + self.dwconv(x)))
+
+
+class ShuntedBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int, sr_ratio: int, eps: float, drop_path: float):
+        super().__init__()
+        self.norm1 = LayerNorm2d(dim, eps)
+        self.attn = ShuntedAttention(dim, heads, sr_ratio)
+        self.norm2 = LayerNorm2d(dim, eps)
+        self.mlp = ConvMlp(dim, dim * mlp_ratio)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class Stem(nn.Module):
+    """7x7/2 conv-BN-ReLU, extra 3x3 conv-BN-ReLU pairs, then a 2x2/2 patch conv and LN (stride 4)."""
+
+    def __init__(self, width: int, extra_convs: int, eps: float):
+        super().__init__()
+        layers = [nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        for _ in range(extra_convs):
+            layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.patch = nn.Conv2d(width, width, 2, stride=2)
+        self.norm = LayerNorm2d(width, eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.patch(self.convs(x)))
+
+    def fold_batchnorm(self) -> None:
+        """Fold every eval-mode BatchNorm into the conv before it (outputs unchanged)."""
+        layers = list(self.convs)
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.BatchNorm2d):
+                conv = layers[i - 1]
+                gain = layer.weight / torch.sqrt(layer.running_var + layer.eps)
+                bias = layer.bias - layer.running_mean * gain
+                if conv.bias is not None:
+                    bias = bias + conv.bias * gain
+                fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                                  stride=conv.stride, padding=conv.padding, bias=True)
+                fused.weight.data.copy_(conv.weight * gain.reshape(-1, 1, 1, 1))
+                fused.bias.data.copy_(bias)
+                layers[i - 1], layers[i] = fused, nn.Identity()
+        self.convs = nn.Sequential(*layers)
+
+
+class Downsample(nn.Module):
+    """Overlapping 3x3 stride-2 patch embedding + LN, at the start of stages 2-4."""
+
+    def __init__(self, cin: int, cout: int, eps: float):
+        super().__init__()
+        self.proj = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+        self.norm = LayerNorm2d(cout, eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(x))
+
+
+class Stage(nn.Module):
+    def __init__(self, entry: nn.Module, blocks: list[ShuntedBlock], dim: int, eps: float):
+        super().__init__()
+        self.entry = entry
+        self.blocks = nn.Sequential(*blocks)
+        self.norm = LayerNorm2d(dim, eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.blocks(self.entry(x)))
+
+
+class ShuntedTransformer(nn.Module):
+    """Image classifier: (B, 3, S, S) float32, S a multiple of 32 -> (B, num_classes) logits."""
+
+    def __init__(self, config: ShuntedConfig, num_classes: int = 1000, drop_path_rate: float = 0.0):
+        super().__init__()
+        self.config, self.num_classes = config, num_classes
+        dims = config.embed_dims
+        rates = torch.linspace(0, drop_path_rate, sum(config.depths)).tolist()
+        stages, prev = [], 0
+        for i, depth in enumerate(config.depths):
+            entry = (Stem(dims[0], config.stem_convs, config.norm_eps) if i == 0
+                     else Downsample(dims[i - 1], dims[i], config.norm_eps))
+            blocks = [ShuntedBlock(dims[i], config.num_heads[i], config.mlp_ratios[i], config.sr_ratios[i],
+                                   config.norm_eps, rates[prev + j]) for j in range(depth)]
+            stages.append(Stage(entry, blocks, dims[i], config.norm_eps))
+            prev += depth
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Linear(dims[-1], num_classes)
+        self.apply(_init_weights)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_size(x.shape[-1])
+        check_input_size(x.shape[-2])
+        return self.stages(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x).mean(dim=(2, 3)))
+
+    def reset_head(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.head.in_features, num_classes)
+        _init_weights(self.head)
+
+    @torch.no_grad()
+    def fuse_for_deploy(self) -> "ShuntedTransformer":
+        """Fold stem BatchNorms into their convs and the attention scale into q; eval mode only."""
+        if self.training:
+            raise RuntimeError("fuse_for_deploy() needs eval mode: call model.eval() first")
+        self.stages[0].entry.fold_batchnorm()
+        for module in self.modules():
+            if isinstance(module, ShuntedAttention) and module.scale != 1.0:
+                module.q.weight.mul_(module.scale)
+                module.q.bias.mul_(module.scale)
+                module.scale = 1.0
+        return self
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+        nn.init.normal_(module.weight, 0.0, (2.0 / fan_out) ** 0.5)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def build(name: str, num_classes: int = 1000, drop_path_rate: float = 0.0, **overrides) -> ShuntedTransformer:
+    """Build a variant from the table, optionally overriding config fields (e.g. depths=(1, 1, 1, 1))."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(VARIANTS)}")
+    config = replace(VARIANTS[name], **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+    return ShuntedTransformer(config, num_classes=num_classes, drop_path_rate=drop_path_rate)
