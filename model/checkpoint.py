@@ -2,7 +2,7 @@
 
 Nothing is unpickled beyond tensors and plain data (``torch.load(weights_only=True)`` with only
 ``argparse.Namespace`` allowed, which the official training script stores under 'args').
-Official key names are mapped onto this package's layout by :func:`official_to_native`.
+Official key names are mapped onto this package's layout by :func:`_rename_official`.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -50,15 +51,31 @@ def _rename_official(key: str, stem_patch_index: int) -> str:
     return key
 
 
+def _to_official(key: str, stem_patch_index: int) -> str:
+    """Inverse of :func:`_rename_official` (used to name keys in error messages)."""
+    if m := re.fullmatch(r"stages\.0\.entry\.(convs\.(\d+)|patch|norm)\.(.+)", key):
+        part = "norm" if m[1] == "norm" else f"conv.{m[2] if m[2] else stem_patch_index}"
+        return f"patch_embed1.{part}.{m[3]}"
+    if m := re.fullmatch(r"stages\.(\d)\.entry\.(.+)", key):
+        return f"patch_embed{int(m[1]) + 1}.{m[2]}"
+    if m := re.fullmatch(r"stages\.(\d)\.blocks\.(\d+)\.attn\.(\w+(?:\.\w+)?)\.(weight|bias)", key):
+        official = {ours: theirs for theirs, ours in _ATTN_RENAMES.items()}.get(m[3], m[3])
+        return f"block{int(m[1]) + 1}.{m[2]}.attn.{official}.{m[4]}"
+    if m := re.fullmatch(r"stages\.(\d)\.blocks\.(\d+)\.mlp\.dwconv\.(.+)", key):
+        return f"block{int(m[1]) + 1}.{m[2]}.mlp.dwconv.dwconv.{m[3]}"
+    if m := re.fullmatch(r"stages\.(\d)\.(blocks\.)?(.+)", key):
+        return f"block{int(m[1]) + 1}.{m[3]}" if m[2] else f"norm{int(m[1]) + 1}.{m[3]}"
+    return key
+
+
 def is_official_layout(state_dict: dict) -> bool:
     return any(k.startswith(("patch_embed1.", "block1.")) for k in state_dict)
 
 
-def official_to_native(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename official keys to ours; shapes are fitted later (Linear -> 1x1 conv, LN -> (C,1,1))."""
-    stem_indices = [int(m[1]) for k in state_dict if (m := re.fullmatch(r"patch_embed1\.conv\.(\d+)\.weight", k))]
-    patch_index = max(stem_indices, default=-1)
-    return {_rename_official(k, patch_index): v for k, v in state_dict.items()}
+def stem_patch_index(state_dict: dict[str, torch.Tensor]) -> int:
+    """Index of the 2x2 patch conv in an official ``patch_embed1.conv`` Sequential (its last conv)."""
+    indices = [int(m[1]) for k in state_dict if (m := re.fullmatch(r"patch_embed1\.conv\.(\d+)\.weight", k))]
+    return max(indices, default=-1)
 
 
 # --- architecture inference -------------------------------------------------------------------
@@ -134,8 +151,22 @@ def _unwrap(obj: object, path: Path) -> tuple[dict, dict]:
                           f"(official training format) or a shunted-edge checkpoint")
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load a checkpoint file into (native-layout state dict, metadata dict; empty if none)."""
+@dataclass
+class Checkpoint:
+    """Weights in our layout, the file's metadata (empty if none) and the file's own key names."""
+
+    state_dict: dict[str, torch.Tensor]
+    meta: dict
+    official: bool  # written with the official key names
+    stem_patch_index: int = -1
+
+    def file_key(self, key: str) -> str:
+        """``key`` as this file's convention names it."""
+        return _to_official(key, self.stem_patch_index) if self.official else key
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Load a checkpoint file (official, plain, ours or .safetensors) into our layout."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; pass the path of a .pt/.pth/.safetensors file")
@@ -144,9 +175,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     else:
         state_dict, meta = _unwrap(_torch_load(path), path)
     state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    if is_official_layout(state_dict):
-        state_dict = official_to_native(state_dict)
-    return state_dict, meta
+    if not is_official_layout(state_dict):
+        return Checkpoint(state_dict, meta, official=False)
+    patch = stem_patch_index(state_dict)
+    return Checkpoint({_rename_official(k, patch): v for k, v in state_dict.items()}, meta, True, patch)
 
 
 # --- fitting into a model ---------------------------------------------------------------------
@@ -156,28 +188,41 @@ def _fits(value: torch.Tensor, shape: torch.Size) -> bool:
     return src == dst or (len(dst) > len(src) and dst[:len(src)] == src and all(d == 1 for d in dst[len(src):]))
 
 
+def _file_shape(shape: torch.Size, file_rank: int) -> tuple[int, ...]:
+    """Our shape written in the file's convention (trailing singleton axes dropped to its rank)."""
+    dims = tuple(shape)
+    while len(dims) > max(file_rank, 1) and dims[-1] == 1:
+        dims = dims[:-1]
+    return dims
+
+
 def _listing(keys: list[str], limit: int = 6) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_state(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str,
-               skip: tuple[str, ...] = ()) -> None:
-    """Copy a native-layout state dict into ``model`` or raise CheckpointError naming every problem."""
+def load_state(model: torch.nn.Module, checkpoint: Checkpoint, source: str, skip: tuple[str, ...] = ()) -> None:
+    """Copy checkpoint weights into ``model`` or raise CheckpointError naming every problem.
+
+    Keys in the message are the file's own (official names for an official checkpoint); an
+    expected shape is given in the file's convention (Linear weights 2-D, LayerNorm 1-D).
+    """
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
-    given = {k: v for k, v in state_dict.items() if not k.startswith(skip)}
+    given = {k: v for k, v in checkpoint.state_dict.items() if not k.startswith(skip)}
+    name = checkpoint.file_key
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
     misshaped = sorted(k for k in set(expected) & set(given) if not _fits(given[k], expected[k].shape))
     if missing or unexpected or misshaped:
         problems = []
         if missing:
-            problems.append(f"missing keys: {_listing(missing)}")
+            problems.append(f"missing keys: {_listing([name(k) for k in missing])}")
         if unexpected:
-            problems.append(f"unexpected keys: {_listing(unexpected)}")
+            problems.append(f"unexpected keys: {_listing([name(k) for k in unexpected])}")
         if misshaped:
-            problems.append("mis-shaped: " + _listing(
-                [f"{k} {tuple(given[k].shape)} vs expected {tuple(expected[k].shape)}" for k in misshaped]))
+            problems.append("mis-shaped: " + _listing([
+                f"{name(k)} {tuple(given[k].shape)} vs expected {_file_shape(expected[k].shape, given[k].dim())}"
+                for k in misshaped]))
         raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
     fitted = {k: given[k].reshape(expected[k].shape).to(expected[k].dtype) for k in expected}
     model.load_state_dict(fitted, strict=not skip)

@@ -60,10 +60,11 @@ def create_model(name: str | None = None, num_classes: int | None = None, checkp
     ``num_classes`` re-initialises the head only with ``reset_head=True`` (fine-tuning). The
     returned model carries ``model.meta`` (variant, classes, labels, input size, preprocessing).
     """
-    state_dict, meta, source = None, {}, None
+    checkpoint, state_dict, meta, source = None, None, {}, None
     if checkpoint_path is not None:
         source = f"checkpoint {checkpoint_path}"
-        state_dict, meta = read_checkpoint(checkpoint_path)
+        checkpoint = read_checkpoint(checkpoint_path)
+        state_dict, meta = checkpoint.state_dict, checkpoint.meta
         name = name or meta.get("variant") or identify_variant(state_dict)
         if name is None:
             raise CheckpointError(f"{source}: cannot tell which variant it holds; pass the model name")
@@ -91,7 +92,7 @@ def create_model(name: str | None = None, num_classes: int | None = None, checkp
             warnings.warn(f"{source}: {ckpt_classes}-class head replaced by a new {classes}-class head "
                           f"(randomly initialised, for fine-tuning)", stacklevel=2)
             skip, keep_labels = ("head.",), None
-        load_state(model, state_dict, source, skip=skip)
+        load_state(model, checkpoint, source, skip=skip)
     preprocess = meta.get("preprocess") if meta.get("input_size") == img_size else None
     model.meta = make_meta(name, classes, img_size, labels=labels or keep_labels, preprocess=preprocess,
                            source=str(Path(checkpoint_path).name) if checkpoint_path else None)

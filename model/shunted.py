@@ -47,6 +47,7 @@ VARIANTS: dict[str, ShuntedConfig] = {
 }
 
 INPUT_MULTIPLE = 32  # total stride of the network
+PATCH_NORM_EPS = 1e-5  # the patch-embedding and K/V-aggregation norms use LayerNorm's default eps
 
 
 def check_input_size(size: int) -> None:
@@ -61,17 +62,29 @@ def check_input_size(size: int) -> None:
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over the channel axis of a (B, C, H, W) tensor."""
+    """LayerNorm over the channel axis of a (B, C, H, W) tensor.
+
+    ``reduce_with_conv`` computes the channel means with a 1x1 convolution of weight 1/C instead
+    of ``mean(dim=1)``: the same numbers, but an op that XNNPACK delegates (its mean only pools
+    over H and W), so an ExecuTorch graph is not cut into pieces at every norm.
+    """
 
     def __init__(self, channels: int, eps: float):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(channels, 1, 1))
         self.eps = eps
+        self.reduce_with_conv = False
+        self.register_buffer("mean_weight", torch.full((1, channels, 1, 1), 1.0 / channels), persistent=False)
+
+    def _channel_mean(self, x: torch.Tensor) -> torch.Tensor:
+        if self.reduce_with_conv:
+            return F.conv2d(x, self.mean_weight)
+        return x.mean(dim=1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centred = x - x.mean(dim=1, keepdim=True)
-        var = (centred * centred).mean(dim=1, keepdim=True)
+        centred = x - self._channel_mean(x)
+        var = self._channel_mean(centred * centred)
         return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
@@ -99,15 +112,15 @@ class DropPath(nn.Module):
         return x * mask / keep
 
 
-def attend(q_t: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """softmax(Q K^T) V for rank-4 operands.
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(Q^T K) applied to V, heads folded into the batch axis.
 
-    q_t: (B, h, N, d) scaled queries, k and v: (B, h, d, M). Returns (B, h, d, N), the layout
-    that reshapes straight back to a (B, C, H, W) image. Softmax runs over the last axis, as
-    every backend prefers; the transpose of the weights folds into the matmul.
+    q: (G, d, N) scaled queries, k and v: (G, d, M), G = batch x heads. Returns (G, d, N), the
+    layout that reshapes straight back to a (B, C, H, W) image. Softmax runs over the last axis
+    (as every backend prefers), and plain 3-D bmm avoids the broadcast copies of 4-D matmul.
     """
-    weights = torch.softmax(torch.matmul(q_t, k), dim=-1)  # (B, h, N, M)
-    return torch.matmul(v, weights.transpose(2, 3))
+    weights = torch.softmax(torch.bmm(q.transpose(1, 2), k), dim=-1)  # (G, N, M)
+    return torch.bmm(v, weights.transpose(1, 2))
 
 
 class KVBranch(nn.Module):
@@ -116,17 +129,18 @@ class KVBranch(nn.Module):
     def __init__(self, dim: int, kernel: int, kv_dim: int):
         super().__init__()
         self.reduce = nn.Conv2d(dim, dim, kernel, stride=kernel)
-        self.norm = LayerNorm2d(dim, eps=1e-5)
+        self.norm = LayerNorm2d(dim, PATCH_NORM_EPS)
         self.kv = pointwise(dim, 2 * kv_dim)
         self.local = depthwise3x3(kv_dim)
         self.kv_dim = kv_dim
 
     def forward(self, x: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """K and V of this scale as (B * heads, head_dim, tokens)."""
         kv = self.kv(F.gelu(self.norm(self.reduce(x))))
         k, v = kv[:, :self.kv_dim], kv[:, self.kv_dim:]
         v = v + self.local(v)
         b, c, h, w = k.shape
-        return k.reshape(b, heads, c // heads, h * w), v.reshape(b, heads, c // heads, h * w)
+        return k.reshape(b * heads, c // heads, h * w), v.reshape(b * heads, c // heads, h * w)
 
 
 class ShuntedAttention(nn.Module):
@@ -150,20 +164,22 @@ class ShuntedAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q_t = self.q(x).reshape(b, self.heads, self.head_dim, h * w).transpose(2, 3)
+        q = self.q(x)
         if self.scale != 1.0:  # folded into q by fuse_for_deploy()
-            q_t = q_t * self.scale
+            q = q * self.scale
         if self.sr_ratio > 1:
-            half = self.heads // 2
+            half, width = self.heads // 2, c // 2
             k1, v1 = self.coarse(x, half)
             k2, v2 = self.fine(x, half)
-            out = torch.cat([attend(q_t[:, :half], k1, v1), attend(q_t[:, half:], k2, v2)], dim=1)
-            out = out.reshape(b, c, h, w)
+            q1 = q[:, :width].reshape(b * half, self.head_dim, h * w)
+            q2 = q[:, width:].reshape(b * half, self.head_dim, h * w)
+            out = torch.cat([attend(q1, k1, v1).reshape(b, width, h, w),
+                             attend(q2, k2, v2).reshape(b, width, h, w)], dim=1)
         else:
             kv = self.kv(x)
-            k, v = kv[:, :c], kv[:, c:]
-            out = attend(q_t, k.reshape(b, self.heads, self.head_dim, h * w),
-                         v.reshape(b, self.heads, self.head_dim, h * w))
+            v = kv[:, c:]
+            heads_shape = (b * self.heads, self.head_dim, h * w)
+            out = attend(q.reshape(heads_shape), kv[:, :c].reshape(heads_shape), v.reshape(heads_shape))
             out = out.reshape(b, c, h, w) + self.local(v)
         return self.proj(out)
 
@@ -199,14 +215,14 @@ class ShuntedBlock(nn.Module):
 class Stem(nn.Module):
     """7x7/2 conv-BN-ReLU, extra 3x3 conv-BN-ReLU pairs, then a 2x2/2 patch conv and LN (stride 4)."""
 
-    def __init__(self, width: int, extra_convs: int, eps: float):
+    def __init__(self, width: int, extra_convs: int):
         super().__init__()
         layers = [nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
         for _ in range(extra_convs):
             layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
         self.convs = nn.Sequential(*layers)
         self.patch = nn.Conv2d(width, width, 2, stride=2)
-        self.norm = LayerNorm2d(width, eps)
+        self.norm = LayerNorm2d(width, PATCH_NORM_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.patch(self.convs(x)))
@@ -232,10 +248,10 @@ class Stem(nn.Module):
 class Downsample(nn.Module):
     """Overlapping 3x3 stride-2 patch embedding + LN, at the start of stages 2-4."""
 
-    def __init__(self, cin: int, cout: int, eps: float):
+    def __init__(self, cin: int, cout: int):
         super().__init__()
         self.proj = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
-        self.norm = LayerNorm2d(cout, eps)
+        self.norm = LayerNorm2d(cout, PATCH_NORM_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(x))
@@ -262,8 +278,7 @@ class ShuntedTransformer(nn.Module):
         rates = torch.linspace(0, drop_path_rate, sum(config.depths)).tolist()
         stages, prev = [], 0
         for i, depth in enumerate(config.depths):
-            entry = (Stem(dims[0], config.stem_convs, config.norm_eps) if i == 0
-                     else Downsample(dims[i - 1], dims[i], config.norm_eps))
+            entry = Stem(dims[0], config.stem_convs) if i == 0 else Downsample(dims[i - 1], dims[i])
             blocks = [ShuntedBlock(dims[i], config.num_heads[i], config.mlp_ratios[i], config.sr_ratios[i],
                                    config.norm_eps, rates[prev + j]) for j in range(depth)]
             stages.append(Stage(entry, blocks, dims[i], config.norm_eps))
@@ -278,7 +293,7 @@ class ShuntedTransformer(nn.Module):
         return self.stages(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x).mean(dim=(2, 3)))
+        return self.head(self.forward_features(x).mean(dim=(2, 3), keepdim=True).flatten(1))
 
     def reset_head(self, num_classes: int) -> None:
         self.num_classes = num_classes
@@ -297,6 +312,14 @@ class ShuntedTransformer(nn.Module):
                 module.q.bias.mul_(module.scale)
                 module.scale = 1.0
         return self
+
+
+def use_conv_channel_means(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every LayerNorm2d to 1x1-conv channel means (for XNNPACK); returns the model."""
+    for module in model.modules():
+        if isinstance(module, LayerNorm2d):
+            module.reduce_with_conv = enabled
+    return model
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -1,0 +1,142 @@
+"""Image-folder datasets in ImageNet layout: one sub-folder per class, any format PIL opens."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .augment import epoch_uniforms, scale_crop_flip
+from .errors import DataError
+from .preprocess import imagenet_preprocess, preprocess_image, validate_preprocess
+from .splits import SPLITS, check_split, limit_indices, stratified_split
+
+FRACTIONS = (0.8, 0.1, 0.1)  # train/val/test of a folder without split sub-folders
+SPLIT_DIRS = {"train": ("train",), "val": ("val", "test"), "test": ("test", "val")}
+LAYOUT_HINT = "expected one sub-folder per class (ImageNet layout)"
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file as PIL RGB; DataError if it is missing or unreadable."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {path} ({exc}): pass an image file PIL can open "
+                        "(jpg, png, bmp, webp, tiff, ...)") from None
+
+
+def _is_image(path: str, extensions: set[str], verify: bool) -> bool:
+    if os.path.splitext(path)[1].lower() not in extensions:
+        return False
+    if not verify:
+        return True
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except Exception:  # PIL raises many types for corrupt files; any of them means "skip"
+        return False
+
+
+def class_names(folder: Path) -> list[str]:
+    """Sorted names of the class sub-folders of ``folder``; DataError if there are none."""
+    names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")) \
+        if folder.is_dir() else []
+    if not names:
+        raise DataError(f"no images found in {folder}: {LAYOUT_HINT}")
+    return names
+
+
+def scan_folder(folder: Path, classes: list[str], verify: bool = True) -> tuple[list[tuple[str, int]], list[str]]:
+    """``(samples, skipped)``: readable images as (path, label) in sorted order, and skipped files.
+
+    Files whose extension PIL does not know, or (``verify``) that fail ``Image.verify``, are skipped;
+    hidden files are ignored. Verification reads headers only, so it stays cheap.
+    """
+    extensions = set(Image.registered_extensions())
+    samples: list[tuple[str, int]] = []
+    skipped: list[str] = []
+    for label, name in enumerate(classes):
+        for dirpath, _, filenames in sorted(os.walk(folder / name, followlinks=True)):
+            for filename in sorted(f for f in filenames if not f.startswith(".")):
+                path = os.path.join(dirpath, filename)
+                if _is_image(path, extensions, verify):
+                    samples.append((path, label))
+                else:
+                    skipped.append(path)
+    return samples, skipped
+
+
+class ImageFolder(Dataset):
+    """Class-per-folder images yielding ``(float32 tensor (3, crop, crop), int label)``.
+
+    If ``root`` holds ``train/`` and ``val/`` (or ``test/``) they are the splits ("val" and "test"
+    fall back to each other) and classes come from ``train/``; otherwise ``root`` itself is split
+    80/10/10 per class with ``split_seed``. ``split="all"`` takes every image of ``root``.
+    ``train=True`` applies random-resized-crop-lite and flip, drawn per epoch (call ``set_epoch``).
+    ``limit`` keeps the first N of a ``seed``-permutation. ``verify=False`` skips the header check
+    of every file (large trees); unreadable files then raise DataError when loaded.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", spec: dict[str, Any] | None = None,
+                 train: bool = False, seed: int = 0, limit: int | None = None, split_seed: int = 0,
+                 verify: bool = True) -> None:
+        check_split(split, SPLITS + ("all",))
+        self.root = Path(root)
+        self.spec = validate_preprocess(spec if spec is not None else imagenet_preprocess())
+        self.split, self.train, self.seed, self.epoch = split, train, seed, 0
+        self._draws: tuple[int, np.ndarray] | None = None
+        folder, split_by_seed = self._split_folder(split)
+        self.classes = class_names(folder)
+        if folder != self.root:  # split sub-folders: labels follow train/ so all splits agree
+            train_classes = class_names(self.root / "train")
+            extra = sorted(set(self.classes) - set(train_classes))
+            if extra:
+                raise DataError(f"{folder} has class folders {extra[:3]} missing from "
+                                f"{self.root / 'train'}: give every split the same class sub-folders")
+            self.classes = train_classes
+        samples, skipped = scan_folder(folder, self.classes, verify)
+        if skipped:
+            warnings.warn(f"skipped {len(skipped)} non-image or corrupt files in {folder} "
+                          f"(first: {skipped[0]})", stacklevel=2)
+        if not samples:
+            raise DataError(f"no images found in {folder}: {LAYOUT_HINT}")
+        indices = np.arange(len(samples))
+        if split_by_seed:
+            parts = stratified_split([label for _, label in samples], FRACTIONS, split_seed)
+            indices = parts[SPLITS.index(split)]
+        self.samples = [samples[i] for i in limit_indices(indices, limit, seed)]
+        self.targets: list[int] = [label for _, label in self.samples]
+        self.skipped = len(skipped)
+
+    def _split_folder(self, split: str) -> tuple[Path, bool]:
+        """The folder holding ``split`` and whether it still needs a seeded split."""
+        has = {name: (self.root / name).is_dir() for name in ("train", "val", "test")}
+        if not (has["train"] and (has["val"] or has["test"])):
+            return self.root, split != "all"
+        if split == "all":
+            raise DataError(f"{self.root} holds split sub-folders (train/, val/ or test/): pass split "
+                            "train, val or test, or point at one of those sub-folders with split all")
+        return self.root / next(d for d in SPLIT_DIRS[split] if has[d]), False
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of ``epoch`` (call before each training epoch)."""
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        image = load_image(path)
+        if not self.train:
+            return torch.from_numpy(preprocess_image(image, self.spec)), label
+        if self._draws is None or self._draws[0] != self.epoch:
+            self._draws = self.epoch, epoch_uniforms(self.seed, self.epoch, len(self), 4)
+        return torch.from_numpy(scale_crop_flip(image, self.spec, self._draws[1][index])), label

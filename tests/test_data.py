@@ -1,0 +1,384 @@
+"""Tests for the data package on synthetic IDX files and image folders (plus the installed Fashion-MNIST)."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data import (DataError, FASHION_MNIST_CLASSES, FashionMNIST, ImageFolder, build_dataset,
+                  fashion_mnist_preprocess, imagenet_preprocess, load_image, preprocess_batch,
+                  preprocess_image, validate_preprocess)
+from data.augment import pad_crop_flip, scale_crop_flip
+
+REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+SMALL_SPEC = imagenet_preprocess(16)  # resize 18, crop 16, bicubic
+
+
+# ---------------------------------------------------------------- helpers
+
+def write_idx(path: Path, array: np.ndarray, gz: bool) -> Path:
+    data = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    data += array.astype(np.uint8).tobytes()
+    path = path.with_name(path.name + ".gz") if gz else path
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def make_fashion(folder: Path, gz: bool, n_train: int = 200, n_test: int = 50) -> Path:
+    """IDX files whose images encode their index in pixels (0, 0) and (0, 1)."""
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        images[:, 0, 0], images[:, 0, 1] = np.arange(n) // 256, np.arange(n) % 256
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", images, gz)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, gz)
+    return folder
+
+
+def source_indices(ds: FashionMNIST) -> list[int]:
+    return (ds.images[:, 0, 0].astype(int) * 256 + ds.images[:, 0, 1]).tolist()
+
+
+def save_image(path: Path, seed: int, size: tuple[int, int] = (24, 20), mode: str = "RGB") -> None:
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).convert(mode).save(path)
+
+
+def make_classes(root: Path, per_class: int, classes: tuple[str, ...] = ("cat", "dog")) -> Path:
+    formats = ("png", "jpg", "bmp", "tiff", "gif")
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            save_image(root / name / f"img{i:02d}.{formats[i % len(formats)]}", seed=100 * c + i)
+    return root
+
+
+@pytest.fixture(params=[True, False], ids=["gz", "raw"])
+def fashion_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    return make_fashion(tmp_path / "fmnist", gz=request.param)
+
+
+# ---------------------------------------------------------------- preprocessing
+
+def test_specs_match_conventions_and_survive_json_and_torch_load(tmp_path: Path) -> None:
+    spec = imagenet_preprocess(224)
+    assert (spec["resize"], spec["crop"], spec["interpolation"], spec["grayscale"]) == (256, 224, "bicubic", False)
+    fm = fashion_mnist_preprocess(32)
+    assert (fm["resize"], fm["crop"], fm["interpolation"], fm["grayscale"]) == (32, 32, "bilinear", True)
+    assert fm["mean"] == [0.2860] * 3 and fm["std"] == [0.3530] * 3
+    for s in (spec, fm):
+        assert validate_preprocess(json.loads(json.dumps(s))) == s
+        torch.save({"preprocess": s}, tmp_path / "ckpt.pt")
+        assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["preprocess"] == s
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"mean": [0.5, 0.5]}, "mean"), ({"std": [0.2, 0.0, 0.2]}, "std"), ({"resize": 200}, "resize"),
+    ({"crop": 1.5}, "crop"), ({"interpolation": "nearest"}, "interpolation"),
+    ({"grayscale": 1}, "grayscale"), ({"channel_order": "BGR"}, "channel_order"), ({"colour": 1}, "colour"),
+])
+def test_validate_preprocess_names_the_bad_key(change: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        validate_preprocess({**imagenet_preprocess(224), **change})
+    spec = imagenet_preprocess(224)
+    del spec["mean"]
+    with pytest.raises(ValueError, match="missing keys \\['mean'\\]"):
+        validate_preprocess(spec)
+
+
+def test_normalization_values() -> None:
+    out = preprocess_image(np.full((28, 28), 255, np.uint8), fashion_mnist_preprocess(28))
+    assert out.shape == (3, 28, 28) and out.dtype == np.float32
+    np.testing.assert_allclose(out, (1 - 0.2860) / 0.3530, rtol=1e-6)
+    rgb = np.zeros((20, 24, 3), np.uint8)
+    rgb[...] = (255, 0, 51)
+    out = preprocess_image(rgb, SMALL_SPEC)
+    expected = (np.array([1.0, 0.0, 0.2]) - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), expected, rtol=1e-5)
+    np.testing.assert_allclose(out.std(axis=(1, 2)), 0, atol=1e-5)
+
+
+def test_resize_shorter_side_then_center_crop() -> None:
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 61, 3), dtype=np.uint8))
+    expected = np.asarray(image.resize((36, 18), Image.Resampling.BICUBIC).crop((10, 1, 26, 17)))
+    out = preprocess_image(image, SMALL_SPEC)  # 61x30 -> 36x18 (36.6 truncated), center 16x16
+    restored = out * np.array(SMALL_SPEC["std"])[:, None, None] + np.array(SMALL_SPEC["mean"])[:, None, None]
+    np.testing.assert_allclose(restored.transpose(1, 2, 0) * 255, expected, atol=1e-3)
+
+
+def test_grey_input_is_replicated_to_three_channels() -> None:
+    grey = np.random.default_rng(0).integers(0, 256, (20, 24), dtype=np.uint8)
+    out = preprocess_image(grey, SMALL_SPEC)
+    std, mean = (np.array(SMALL_SPEC[k])[:, None, None] for k in ("std", "mean"))
+    restored = out * std + mean
+    np.testing.assert_allclose(restored[0], restored[1], atol=1e-6)
+    np.testing.assert_allclose(restored[0], restored[2], atol=1e-6)
+    np.testing.assert_array_equal(out, preprocess_image(Image.fromarray(grey), SMALL_SPEC))
+    np.testing.assert_array_equal(out, preprocess_image(np.stack([grey] * 3, -1), SMALL_SPEC))
+
+
+def test_grayscale_spec_turns_colour_grey() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    spec = fashion_mnist_preprocess(28)
+    out = preprocess_image(rgb, spec)
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    np.testing.assert_array_equal(out, preprocess_image(grey, spec))
+    assert np.array_equal(out[0], out[1]) and np.array_equal(out[0], out[2])
+
+
+def test_bgr_arrays_are_reordered() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    expected = preprocess_image(rgb, SMALL_SPEC)
+    np.testing.assert_array_equal(preprocess_image(bgr, SMALL_SPEC, color_order="BGR"), expected)
+    assert not np.allclose(preprocess_image(bgr, SMALL_SPEC, color_order="RGB"), expected)
+    np.testing.assert_array_equal(preprocess_image(Image.fromarray(rgb), SMALL_SPEC), expected)
+
+
+def test_preprocess_batch_stacks_and_rejects_bad_input() -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8) for i in range(3)]
+    batch = preprocess_batch(images, SMALL_SPEC)
+    assert batch.shape == (3, 3, 16, 16) and batch.dtype == np.float32
+    np.testing.assert_array_equal(batch[2], preprocess_image(images[2], SMALL_SPEC))
+    with pytest.raises(ValueError, match="uint8"):
+        preprocess_image(images[0].astype(np.float32), SMALL_SPEC)
+    with pytest.raises(ValueError, match="color_order"):
+        preprocess_image(images[0], SMALL_SPEC, color_order="RBG")
+
+
+# ---------------------------------------------------------------- Fashion-MNIST
+
+def test_fashion_mnist_items_and_splits(fashion_dir: Path) -> None:
+    train = FashionMNIST(fashion_dir, "train")
+    val = FashionMNIST(fashion_dir, "val")
+    test = FashionMNIST(fashion_dir, "test")
+    assert (len(train), len(val), len(test)) == (180, 20, 50)
+    x, y = train[0]
+    assert x.dtype == torch.float32 and x.shape == (3, 28, 28) and isinstance(y, int)
+    assert train.classes == FASHION_MNIST_CLASSES and train.classes[9] == "Ankle boot"
+    assert np.bincount(val.targets).tolist() == [2] * 10  # stratified 10 %
+    train_idx, val_idx = source_indices(train), source_indices(val)
+    assert not set(train_idx) & set(val_idx) and len(set(train_idx) | set(val_idx)) == 200
+    assert [i % 10 for i in train_idx] == train.targets
+    assert source_indices(FashionMNIST(fashion_dir, "val", seed=7)) == val_idx  # split ignores seed
+    assert source_indices(FashionMNIST(fashion_dir, "val", split_seed=1)) != val_idx
+    assert source_indices(test) == list(range(50))
+
+
+def test_fashion_mnist_limit_is_seeded_subset(fashion_dir: Path) -> None:
+    full = set(source_indices(FashionMNIST(fashion_dir, "train")))
+    a = source_indices(FashionMNIST(fashion_dir, "train", limit=16, seed=3))
+    assert len(a) == 16 and set(a) <= full and a != sorted(a)
+    assert a == source_indices(FashionMNIST(fashion_dir, "train", limit=16, seed=3))
+    assert a != source_indices(FashionMNIST(fashion_dir, "train", limit=16, seed=4))
+    assert len(FashionMNIST(fashion_dir, "test", limit=1000)) == 50
+    with pytest.raises(DataError, match="limit"):
+        FashionMNIST(fashion_dir, "test", limit=0)
+
+
+def test_fashion_mnist_location_sources(fashion_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert len(build_dataset(f"fashion-mnist:{fashion_dir}", "test", None)) == 50
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(fashion_dir))
+    assert len(build_dataset("fashion-mnist", "test", fashion_mnist_preprocess(28))) == 50
+
+
+@pytest.mark.parametrize("img_size", [28, 32])
+@pytest.mark.parametrize("train", [False, True])
+def test_fast_path_equals_per_item(fashion_dir: Path, img_size: int, train: bool) -> None:
+    ds = FashionMNIST(fashion_dir, "val", fashion_mnist_preprocess(img_size), train=train, seed=5)
+    ds.set_epoch(2)
+    images, labels = ds.as_tensor()
+    assert images.shape == (20, 3, img_size, img_size) and images.dtype == torch.float32
+    per_item = torch.stack([ds[i][0] for i in range(len(ds))])
+    torch.testing.assert_close(images, per_item, atol=1e-5, rtol=0)
+    assert labels.tolist() == ds.targets
+
+
+def test_fashion_augmentation_is_seeded_per_epoch(fashion_dir: Path) -> None:
+    def epoch_images(seed: int, epoch: int) -> torch.Tensor:
+        ds = FashionMNIST(fashion_dir, "val", train=True, seed=seed)
+        ds.set_epoch(epoch)
+        return torch.stack([ds[i][0] for i in range(len(ds))])
+
+    plain = FashionMNIST(fashion_dir, "val").as_tensor()[0]
+    first = epoch_images(0, 0)
+    assert first.shape == plain.shape
+    assert torch.equal(first, epoch_images(0, 0))
+    assert not torch.equal(first, epoch_images(0, 1))
+    assert not torch.equal(first, epoch_images(1, 0))
+    assert not torch.equal(first, plain)
+
+
+def test_pad_crop_flip_offsets_and_flip() -> None:
+    pixels = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)
+    centred = pad_crop_flip(pixels, 2, np.array([[0.5, 0.5, 0.9], [0.5, 0.5, 0.1]]))
+    np.testing.assert_array_equal(centred[0], pixels[0])
+    np.testing.assert_array_equal(centred[1], pixels[1, :, ::-1])
+    shifted = pad_crop_flip(pixels, 2, np.array([[0.0, 0.99, 0.9]] * 2))
+    np.testing.assert_array_equal(shifted[0, 2:, :2], pixels[0, :2, 2:])
+    assert not shifted[0, :2].any() and not shifted[0, :, 2:].any()
+
+
+def test_missing_fashion_mnist_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"not found in .*apt-get install -y dataset-fashion-mnist.*"
+                                        r"train-images-idx3-ubyte\[\.gz\]"):
+        FashionMNIST(tmp_path, "train")
+    make_fashion(tmp_path, gz=True)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="missing t10k-labels-idx1-ubyte"):
+        FashionMNIST(tmp_path, "test")
+
+
+@pytest.mark.parametrize("damage", ["magic", "truncated", "gzip", "count"])
+def test_corrupt_idx_files(tmp_path: Path, damage: str) -> None:
+    make_fashion(tmp_path, gz=False)
+    images = tmp_path / "t10k-images-idx3-ubyte"
+    if damage == "magic":
+        images.write_bytes(b"\0\0\x08\x01" + images.read_bytes()[4:])
+    elif damage == "truncated":
+        images.write_bytes(images.read_bytes()[:-5])
+    elif damage == "gzip":
+        images.unlink()
+        images.with_suffix(".gz").write_bytes(b"\x1f\x8b not really gzip")
+    else:
+        write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(49, np.uint8), gz=False)
+    with pytest.raises(DataError, match="corrupt"):
+        FashionMNIST(tmp_path, "test")
+
+
+def test_bad_split_and_source(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="unknown split 'validation'"):
+        build_dataset(f"fashion-mnist:{tmp_path}", "validation", None)
+    with pytest.raises(DataError, match="not a folder"):
+        build_dataset(tmp_path / "nowhere", "val", None)
+
+
+@pytest.mark.skipif(not (REAL_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_installed_fashion_mnist() -> None:
+    test = build_dataset("fashion-mnist", "test", fashion_mnist_preprocess(28))
+    assert len(test) == 10_000 and np.bincount(test.targets).tolist() == [1000] * 10
+    images, labels = test.as_tensor()
+    assert images.shape == (10_000, 3, 28, 28)
+    assert abs(images.mean().item()) < 0.05 and abs(images.std().item() - 1) < 0.05
+    assert len(build_dataset("fashion-mnist", "val", None)) == 6_000
+
+
+# ---------------------------------------------------------------- image folders
+
+def test_image_folder_skips_bad_files_with_one_warning(tmp_path: Path) -> None:
+    root = make_classes(tmp_path / "imgs", per_class=5, classes=("dog", "cat"))
+    (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    (root / "dog" / "notes.txt").write_text("hello")
+    (root / "dog" / ".DS_Store").write_bytes(b"\0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = ImageFolder(root, "all", SMALL_SPEC)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "skipped 2 " in messages[0]
+    assert ds.classes == ["cat", "dog"] and len(ds) == 10 and ds.skipped == 2
+    assert ds.targets == [0] * 5 + [1] * 5
+    x, y = ds[7]
+    assert x.dtype == torch.float32 and x.shape == (3, 16, 16) and y == 1
+    np.testing.assert_array_equal(x.numpy(), preprocess_image(load_image(ds.samples[7][0]), SMALL_SPEC))
+
+
+def test_image_folder_seeded_stratified_split(tmp_path: Path) -> None:
+    root = make_classes(tmp_path / "imgs", per_class=10)
+    parts = {s: [p for p, _ in ImageFolder(root, s, SMALL_SPEC).samples] for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [16, 2, 2]
+    assert len(set().union(*parts.values())) == 20
+    assert [p for p, _ in ImageFolder(root, "val", SMALL_SPEC, seed=9).samples] == parts["val"]
+    assert sorted(Path(p).parent.name for p in parts["val"]) == ["cat", "dog"]
+    other = {s: [p for p, _ in ImageFolder(root, s, SMALL_SPEC, split_seed=1).samples] for s in ("val", "test")}
+    assert other != {s: parts[s] for s in ("val", "test")}
+    assert len(ImageFolder(root, "train", SMALL_SPEC, limit=3).samples) == 3
+
+
+def test_image_folder_uses_split_subfolders(tmp_path: Path) -> None:
+    make_classes(tmp_path / "train", per_class=3, classes=("a", "b", "c"))
+    make_classes(tmp_path / "val", per_class=2, classes=("b", "c"))
+    val = build_dataset(tmp_path, "val", SMALL_SPEC)
+    assert val.classes == ["a", "b", "c"] and val.targets == [1, 1, 2, 2]
+    assert len(build_dataset(tmp_path, "train", SMALL_SPEC)) == 9
+    assert len(build_dataset(tmp_path, "test", SMALL_SPEC)) == 4  # falls back to val/
+    with pytest.raises(DataError, match="split sub-folders"):
+        ImageFolder(tmp_path, "all", SMALL_SPEC)
+    make_classes(tmp_path / "val", per_class=1, classes=("zebra",))
+    with pytest.raises(DataError, match="zebra"):
+        ImageFolder(tmp_path, "val", SMALL_SPEC)
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"no images found in .*one sub-folder per class \(ImageNet layout\)"):
+        build_dataset(tmp_path, "train", SMALL_SPEC)
+    save_image(tmp_path / "loose.png", seed=0)
+    with pytest.raises(DataError, match="no images found"):
+        ImageFolder(tmp_path, "all", SMALL_SPEC)
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(DataError, match="no images found"):
+        ImageFolder(tmp_path, "all", SMALL_SPEC)
+
+
+def test_load_image(tmp_path: Path) -> None:
+    save_image(tmp_path / "grey.png", seed=0, mode="L")
+    image = load_image(tmp_path / "grey.png")
+    assert image.mode == "RGB" and image.size == (24, 20)
+    (tmp_path / "bad.jpg").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="cannot read image .*bad.jpg"):
+        load_image(tmp_path / "bad.jpg")
+    with pytest.raises(DataError, match="cannot read image"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_image_folder_augmentation(tmp_path: Path) -> None:
+    root = make_classes(tmp_path / "imgs", per_class=4)
+
+    def items(seed: int, epoch: int) -> torch.Tensor:
+        ds = ImageFolder(root, "all", SMALL_SPEC, train=True, seed=seed)
+        ds.set_epoch(epoch)
+        return torch.stack([ds[i][0] for i in range(len(ds))])
+
+    first = items(0, 0)
+    assert first.shape == (8, 3, 16, 16) and first.dtype == torch.float32
+    assert torch.equal(first, items(0, 0))
+    assert not torch.equal(first, items(0, 1)) and not torch.equal(first, items(2, 0))
+    plain = torch.stack([x for x, _ in ImageFolder(root, "all", SMALL_SPEC)])
+    assert not torch.equal(first, plain)
+
+
+def test_scale_crop_flip_ends_in_spec_normalization() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    kept = scale_crop_flip(image, SMALL_SPEC, np.array([0.0, 0.5, 0.5, 0.9]))  # side = crop: no resize
+    np.testing.assert_array_equal(kept, preprocess_image(image, {**SMALL_SPEC, "resize": 16}))
+    flipped = scale_crop_flip(image, SMALL_SPEC, np.array([0.0, 0.5, 0.5, 0.1]))
+    np.testing.assert_array_equal(flipped, kept[..., ::-1])
+    zoomed = scale_crop_flip(image, SMALL_SPEC, np.array([0.99, 0.0, 0.0, 0.9]))
+    assert zoomed.shape == (3, 16, 16) and not np.array_equal(zoomed, kept)
+
+
+def test_image_folder_webp_when_supported(tmp_path: Path) -> None:
+    from PIL import features
+    if not features.check("webp"):
+        pytest.skip("Pillow built without WebP")
+    save_image(tmp_path / "k" / "a.webp", seed=0)
+    assert len(ImageFolder(tmp_path, "all", SMALL_SPEC)) == 1
+
+
+def test_encoded_jpeg_roundtrip_through_loader(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(buffer, "JPEG", quality=95)
+    (tmp_path / "red.jpg").write_bytes(buffer.getvalue())
+    out = preprocess_image(load_image(tmp_path / "red.jpg"), SMALL_SPEC)
+    assert out[0].mean() > 1.0 and out[1].mean() < -1.5
