@@ -1,0 +1,1 @@
+"""Converters to Core ML, ExecuTorch and ONNX, sharing one verify/manifest pipeline."""

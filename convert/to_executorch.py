@@ -1,0 +1,86 @@
+"""Export to an ExecuTorch program (.pte), lowered with to_edge_transform_and_lower.
+
+    python convert/to_executorch.py                              # default model, XNNPACK
+    python convert/to_executorch.py --model shunted_t --checkpoint t.pth --backend coreml
+
+XNNPACK programs are verified through the ExecuTorch runtime here; Core ML-delegated programs
+run only on Apple devices, so they are checked structurally and marked unverified.
+"""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from convert.pipeline import Converter, Exported, Job, main
+from model.shunted import use_conv_channel_means
+
+BACKENDS = ("xnnpack", "coreml", "portable")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default="xnnpack",
+                        help="delegate: xnnpack (CPU, default), coreml (Apple devices) or portable (no delegate)")
+
+
+def partitioners(backend: str) -> list:
+    if backend == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        return [XnnpackPartitioner()]
+    if backend == "coreml":
+        from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+        return [CoreMLPartitioner()]
+    return []
+
+
+def delegation_report(edge_program) -> dict:
+    """How much of the graph the delegate took, and which ops it left to the portable kernels."""
+    from executorch.devtools.backend_debug import get_delegation_info
+    info = get_delegation_info(edge_program.exported_program().graph_module)
+    left = Counter()
+    for row in info.get_operator_delegation_dataframe().itertuples():
+        if row.op_type not in ("Total", "getitem") and row.occurrences_in_non_delegated_graphs:
+            left[row.op_type] = int(row.occurrences_in_non_delegated_graphs)
+    return {"delegated_subgraphs": info.num_delegated_subgraphs, "delegated_ops": info.num_delegated_nodes,
+            "not_delegated_ops": sum(left.values()), "not_delegated": dict(left)}
+
+
+def lower(model: torch.nn.Module, example: torch.Tensor, backend: str):
+    """torch.export -> edge dialect, lowered to the backend; returns the edge program manager."""
+    from executorch.exir import to_edge_transform_and_lower
+    if backend == "xnnpack":
+        model = use_conv_channel_means(model)
+    with torch.no_grad():
+        program = torch.export.export(model.eval(), (example,), strict=False)
+    return to_edge_transform_and_lower(program, partitioner=partitioners(backend))
+
+
+def save_program(edge_program, path: Path) -> None:
+    path.write_bytes(edge_program.to_executorch().buffer)
+
+
+def export_executorch(job: Job, tmp: Path) -> Exported:
+    backend = job.args.backend
+    edge_program = lower(job.deploy_model, job.example, backend)
+    report = delegation_report(edge_program)
+    save_program(edge_program, tmp)
+    size = job.meta["input_size"]
+    return Exported(
+        input={"name": "x", "shape": [job.args.batch, 3, size, size], "dtype": "float32", "layout": "NCHW",
+               "kind": "normalized (see model.preprocess)"},
+        outputs={"logits": 0},
+        details={"backend": backend, **report},
+        runnable_here=backend != "coreml",
+        not_runnable_reason="Core ML-delegated programs run only on Apple devices (macOS/iOS ExecuTorch runtime)")
+
+
+CONVERTER = Converter("executorch", ".pte", ("fp32",), export_executorch, add_arguments,
+                      name_tag=lambda args: "" if args.backend == "xnnpack" else args.backend)
+
+if __name__ == "__main__":
+    sys.exit(main(CONVERTER))

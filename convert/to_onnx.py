@@ -1,0 +1,59 @@
+"""Export to ONNX (torch.onnx dynamo exporter, opset >= 18), checked and verified with ONNX Runtime.
+
+    python convert/to_onnx.py                                  # the shipped default model
+    python convert/to_onnx.py --model shunted_t --checkpoint shunted_t.pth --output t.onnx
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from convert.pipeline import Converter, ConvertError, Exported, Job, main
+
+OPSET = 18
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (>= {OPSET})")
+    parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
+
+
+def export_onnx(job: Job, tmp: Path) -> Exported:
+    import onnx
+    args = job.args
+    if args.opset < OPSET:
+        raise ConvertError(f"--opset {args.opset} is too old; use {OPSET} or newer")
+    example = job.example
+    dynamic_shapes = None
+    if args.dynamic_batch:  # a batch of 1 would be specialised away, so trace with 2
+        example = torch.cat([example, example]) if len(example) == 1 else example
+        dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    program = torch.onnx.export(job.deploy_model, (example,), None, dynamo=True, opset_version=args.opset,
+                                input_names=["input"], output_names=["logits"],
+                                dynamic_shapes=dynamic_shapes, verbose=False)
+    proto = program.model_proto
+    props = {"shunted_edge": json.dumps(job.meta), "labels": json.dumps(job.meta["labels"]),
+             "preprocess": json.dumps(job.meta["preprocess"]), "variant": job.meta["variant"]}
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(tmp))  # weights inline: our largest model is far below 2 GB
+    size = job.meta["input_size"]
+    return Exported(
+        input={"name": "input", "shape": ["batch" if args.dynamic_batch else args.batch, 3, size, size],
+               "dtype": "float32", "layout": "NCHW", "kind": "normalized (see model.preprocess)"},
+        outputs={"logits": "logits"},
+        details={"opset": args.opset, "nodes": len(proto.graph.node), "dynamic_batch": args.dynamic_batch})
+
+
+CONVERTER = Converter("onnx", ".onnx", ("fp32",), export_onnx, add_arguments)
+
+if __name__ == "__main__":
+    sys.exit(main(CONVERTER))

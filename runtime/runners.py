@@ -1,0 +1,208 @@
+"""One Runner per runtime; all take normalized float32 NCHW batches and return logits."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST_SUFFIX = ".json"
+
+
+class ArtifactError(Exception):
+    """An artifact that cannot be loaded or run here; the message says why and what to do."""
+
+
+def manifest_path(artifact: str | os.PathLike) -> Path:
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + MANIFEST_SUFFIX)
+
+
+def read_manifest(artifact: str | os.PathLike) -> dict | None:
+    """The sidecar manifest ``<artifact>.json`` written by the converters, or None."""
+    path = manifest_path(artifact)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"manifest {path} is unreadable ({err}); re-run the converter") from None
+
+
+class Runner:
+    """Common interface: ``run(x)`` in fixed-size batches, plus metadata and load time."""
+
+    format = "?"
+
+    def __init__(self, path: Path, meta: dict, precision: str, batch: int | None, load_seconds: float):
+        self.path, self.meta, self.precision = path, meta, precision
+        self.batch, self.load_seconds = batch, load_seconds
+
+    @property
+    def input_size(self) -> int:
+        return int(self.meta["input_size"])
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.meta.get("labels")
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a (N, 3, S, S) float32 batch of any N (split/padded to the static batch)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.batch is None or len(x) == self.batch:
+            return self._run_batch(x)
+        outs = []
+        for start in range(0, len(x), self.batch):
+            chunk = x[start:start + self.batch]
+            pad = self.batch - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            outs.append(self._run_batch(chunk)[:self.batch - pad])
+        return np.concatenate(outs)
+
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchRunner(Runner):
+    format = "pytorch"
+
+    def __init__(self, path: Path, threads: int | None):
+        import torch
+        from model import CheckpointError, create_model
+        if threads:
+            torch.set_num_threads(threads)
+        start = time.perf_counter()
+        try:
+            self.model = create_model(checkpoint_path=path).eval()
+        except CheckpointError as err:
+            raise ArtifactError(str(err)) from None
+        super().__init__(path, self.model.meta, "fp32", None, time.perf_counter() - start)
+
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        import torch
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(x)).numpy()
+
+
+class OnnxRunner(Runner):
+    format = "onnx"
+
+    def __init__(self, path: Path, manifest: dict | None, threads: int | None):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        start = time.perf_counter()
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for every load failure
+            raise ArtifactError(f"{path} could not be loaded by ONNX Runtime: {str(err).splitlines()[0]}") from None
+        elapsed = time.perf_counter() - start
+        self.input_name = self.session.get_inputs()[0].name
+        dim0 = self.session.get_inputs()[0].shape[0]
+        meta = manifest["model"] if manifest else _onnx_metadata(self.session)
+        precision = manifest["precision"] if manifest else "fp32"
+        super().__init__(path, meta, precision, dim0 if isinstance(dim0, int) else None, elapsed)
+
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+
+def _onnx_metadata(session) -> dict:
+    props = session.get_modelmeta().custom_metadata_map
+    if "shunted_edge" not in props:
+        raise ArtifactError("ONNX file carries no shunted-edge metadata and has no manifest; re-export it "
+                            "with convert/to_onnx.py")
+    return json.loads(props["shunted_edge"])
+
+
+class ExecuTorchRunner(Runner):
+    format = "executorch"
+
+    def __init__(self, path: Path, manifest: dict | None, threads: int | None):
+        import torch
+        from executorch.runtime import Runtime
+        if manifest is None:
+            raise ArtifactError(f"no manifest {manifest_path(path)} next to {path}; the preprocessing is unknown: "
+                                f"re-export it with convert/to_executorch.py")
+        if threads:
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+            _unsafe_reset_threadpool(threads)
+        start = time.perf_counter()
+        try:
+            self.method = Runtime.get().load_program(path).load_method("forward")
+        except Exception as err:  # the runtime raises RuntimeError/ValueError variants on bad programs
+            raise ArtifactError(f"{path} could not be loaded by the ExecuTorch runtime: {err}") from None
+        self._torch = torch
+        super().__init__(path, manifest["model"], manifest["precision"], manifest["input"]["shape"][0],
+                         time.perf_counter() - start)
+
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        return self.method.execute([self._torch.from_numpy(x)])[0].numpy()
+
+
+class CoreMLRunner(Runner):
+    """Core ML `predict` on macOS; on Linux the project's numpy ML Program evaluator."""
+
+    format = "coreml"
+
+    def __init__(self, path: Path, manifest: dict | None, compute_units: str = "ALL"):
+        if manifest is None:
+            raise ArtifactError(f"no manifest {manifest_path(path)} next to {path}; re-export it with "
+                                f"convert/to_coreml.py")
+        start = time.perf_counter()
+        if platform.system() == "Darwin":
+            import coremltools as ct
+            self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
+            self.engine = f"coreml-{compute_units.lower()}"
+        else:
+            import mlprogram
+            self.model = mlprogram.load(path)
+            self.engine = "mlprogram-numpy"
+        self.input_name = manifest["input"]["name"]
+        self.logits_name = manifest["outputs"]["logits"]
+        pre = manifest["model"]["preprocess"]
+        self.mean = np.asarray(pre["mean"], np.float32).reshape(1, 3, 1, 1)
+        self.std = np.asarray(pre["std"], np.float32).reshape(1, 3, 1, 1)
+        super().__init__(path, manifest["model"], manifest["precision"], manifest["input"]["shape"][0],
+                         time.perf_counter() - start)
+
+    def pixels(self, x: np.ndarray) -> np.ndarray:
+        """Normalized input -> the 0..255 RGB pixels the image input takes."""
+        return np.clip((x * self.std + self.mean) * 255.0, 0.0, 255.0)
+
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        pixels = self.pixels(x)
+        if self.engine.startswith("coreml"):
+            from PIL import Image
+            outs = []
+            for image in pixels.round().astype(np.uint8).transpose(0, 2, 3, 1):
+                result = self.model.predict({self.input_name: Image.fromarray(image)})
+                outs.append(np.asarray(result[self.logits_name], np.float32).reshape(-1))
+            return np.stack(outs)
+        return np.asarray(self.model.run({self.input_name: pixels})[self.logits_name], np.float32).reshape(len(x), -1)
+
+
+def load_artifact(path: str | os.PathLike, threads: int | None = None, compute_units: str = "ALL",
+                  manifest: dict | None = None) -> Runner:
+    """Open an artifact with the runtime its file type calls for (manifest: default its sidecar)."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path} not found; pass a .pt/.safetensors checkpoint, .onnx, .pte or .mlpackage")
+    suffix = path.suffix.lower()
+    manifest = manifest or (read_manifest(path) if suffix not in (".pt", ".pth", ".safetensors") else None)
+    if suffix in (".pt", ".pth", ".safetensors"):
+        return TorchRunner(path, threads)
+    if suffix == ".onnx":
+        return OnnxRunner(path, manifest, threads)
+    if suffix == ".pte":
+        return ExecuTorchRunner(path, manifest, threads)
+    if suffix in (".mlpackage", ".mlmodel"):
+        return CoreMLRunner(path, manifest, compute_units)
+    raise ArtifactError(f"unknown artifact type {suffix or path.name!r}; expected .pt, .pth, .safetensors, "
+                        f".onnx, .pte or .mlpackage")
