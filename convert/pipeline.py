@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
-from data import DataError
+from data import DataError, build_dataset
 from model import CheckpointError, create_model, file_sha256, list_models
+from quantize.calibration import calibration_batch
 
 from runtime.quiet import quiet_third_party
 
@@ -47,10 +49,21 @@ class Job:
     meta: dict
     example: torch.Tensor
     checkpoint: Path | None
+    _calibration: np.ndarray | None = None
 
     @property
     def precision(self) -> str:
         return self.args.precision
+
+    def calibration(self) -> np.ndarray:
+        """Calibration inputs (--calib, default the checkpoint's dataset), loaded once."""
+        if self._calibration is None:
+            source = self.args.calib or self.meta.get("dataset")
+            if source is None:
+                raise ConvertError("int8 needs calibration images: pass --calib fashion-mnist, an image folder "
+                                   "or a .npy array of preprocessed images")
+            self._calibration = calibration_batch(source, self.meta, self.args.calib_size)
+        return self._calibration
 
 
 @dataclass
@@ -86,6 +99,13 @@ def build_parser(converter: Converter) -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, default=ARTIFACTS, help="folder for the default name (artifacts/)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing artifact")
     parser.add_argument("--precision", default=converter.precisions[0], help=f"one of {', '.join(converter.precisions)}")
+    parser.add_argument("--calib", help="int8 calibration: fashion-mnist, an image folder or a .npy array "
+                        "(default: the checkpoint's dataset)")
+    parser.add_argument("--calib-size", type=int, default=256, help="calibration images (default 256)")
+    parser.add_argument("--float-modules", nargs="*", default=[], metavar="NAME",
+                        help="int8: modules kept in float (e.g. stages.0.blocks.0.attn), see quantize/sensitivity.py")
+    parser.add_argument("--eval-images", type=int, default=1000,
+                        help="labelled test images for the accuracy check against fp32 (0 to skip)")
     parser.add_argument("--verify-data", help="dataset for verification images: fashion-mnist or an image folder "
                         "(default: the checkpoint's dataset)")
     parser.add_argument("--verify-images", type=int, default=32, help="real images used in verification")
@@ -156,11 +176,27 @@ def verify(job: Job, tmp: Path, manifest: dict) -> dict:
     runner = load_artifact(tmp, manifest=manifest)
     figures = compare(reference_logits(job.model, inputs), runner.run(inputs), n_real)
     figures.update(data=source, engine=getattr(runner, "engine", runner.format), status="passed")
-    missed = failures(figures, job.precision)
+    figures["accuracy"] = accuracy_against_reference(job, runner)
+    missed = failures(figures, getattr(args, "compress", None) or job.precision)
     if missed:
         figures["status"] = "failed"
         raise VerificationFailed(f"{runner.format} {job.precision} artifact does not match PyTorch: " + "; ".join(missed))
     return figures
+
+
+def accuracy_against_reference(job: Job, runner) -> dict | None:
+    """Top-1 of the artifact and of the fp32 PyTorch model on labelled test images, and their agreement."""
+    source = job.args.verify_data or job.meta.get("dataset")
+    if not source or job.args.eval_images < 1:
+        return None
+    dataset = build_dataset(source, "test", job.meta["preprocess"], limit=job.args.eval_images)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))]).numpy()
+    labels = np.asarray([dataset[i][1] for i in range(len(dataset))])
+    ref = reference_logits(job.model, images).argmax(1)
+    got = runner.run(images).argmax(1)
+    top1_ref, top1 = float((ref == labels).mean()), float((got == labels).mean())
+    return {"data": str(source), "images": len(labels), "top1": top1, "top1_fp32": top1_ref,
+            "delta_top1_points": 100 * (top1 - top1_ref), "top1_agreement": float((ref == got).mean())}
 
 
 def convert(converter: Converter, args: argparse.Namespace) -> dict:

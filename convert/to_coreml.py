@@ -24,15 +24,21 @@ import torch
 from torch import nn
 
 from convert.pipeline import Converter, ConvertError, Exported, Job, main
+from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
 INPUT_NAME, PROBS_NAME, LOGITS_NAME = "image", "probabilities", "logits"
 
 
+COMPRESSIONS = ("linear8", "palettize6", "palettize4")
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--deployment-target", choices=TARGETS, default="iOS17",
                         help="minimum_deployment_target (default iOS17, i.e. macOS14)")
+    parser.add_argument("--compress", choices=COMPRESSIONS,
+                        help="weight-only compression: 8-bit linear, or 6-/4-bit k-means palettization")
 
 
 def image_adapter(preprocess: dict) -> tuple[float, list[float], np.ndarray | None]:
@@ -76,10 +82,13 @@ def convert_program(job: Job, scale: float, bias: list[float], mix: np.ndarray |
     ClassifierConfig to a torch.export program with more than one output.
     """
     import coremltools as ct
-    wrapper = ImageClassifier(job.deploy_model, mix).eval()
+    model = job.deploy_model
+    if job.precision == "int8":  # W8A8: PT2E int8 weights and activations, fp16 elsewhere
+        model = quantize_pt2e(model, job.example, job.calibration(), xnnpack_quantizer(job.args.float_modules))
+    wrapper = ImageClassifier(model, mix)
     with torch.no_grad():
         program = torch.export.export(wrapper, (job.example,), strict=False).run_decompositions({})
-    common = {"compute_precision": ct.precision.FLOAT16 if job.precision == "fp16" else ct.precision.FLOAT32,
+    common = {"compute_precision": ct.precision.FLOAT32 if job.precision == "fp32" else ct.precision.FLOAT16,
               "minimum_deployment_target": getattr(ct.target, job.args.deployment_target)}
     image = ct.ImageType(name=INPUT_NAME, shape=tuple(job.example.shape), scale=scale, bias=bias,
                          color_layout=ct.colorlayout.RGB)
@@ -91,6 +100,17 @@ def convert_program(job: Job, scale: float, bias: list[float], mix: np.ndarray |
     mil.functions["main"].output_types = None
     return ct.convert(mil, classifier_config=ct.ClassifierConfig(labels, predicted_probabilities_output=PROBS_NAME),
                       convert_to="mlprogram", **common)
+
+
+def compress_weights(mlmodel, method: str):
+    """Weight-only compression of a converted program (activations untouched)."""
+    from coremltools.optimize import coreml as cto
+    if method == "linear8":
+        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
+        return cto.linear_quantize_weights(mlmodel, config)
+    bits = int(method.removeprefix("palettize"))
+    config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=bits))
+    return cto.palettize_weights(mlmodel, config)
 
 
 def describe_model(mlmodel, job: Job) -> None:
@@ -120,22 +140,31 @@ def output_names(mlmodel) -> dict:
     return names
 
 
-def structural_checks(path: Path, precision: str) -> dict:
+def structural_checks(path: Path, precision: str, compress: str | None) -> dict:
     """What can be checked without running: op types, tensor ranks, the precision really used."""
     import mlprogram
     program = mlprogram.load(path)
     ops, rank, used = program.op_types(), program.max_rank(), program.compute_precision()
     if rank > 4:
         raise ConvertError(f"the Core ML program has a rank-{rank} tensor; the model must stay within rank 4")
-    if used != precision:
+    expected = "fp16" if precision == "int8" else precision
+    if used != expected:
         raise ConvertError(f"asked for {precision} but the Core ML program computes in {used}")
+    if precision == "int8" and not ops.get("quantize"):
+        raise ConvertError("the W8A8 program has no quantize ops: activations were not quantized")
+    if compress and not any(op.startswith("constexpr_") for op in ops):
+        raise ConvertError(f"--compress {compress} left no compressed (constexpr) weights in the program")
     return {"max_rank": rank, "compute_precision": used, "ops": dict(sorted(ops.items())),
             "num_ops": sum(ops.values())}
 
 
 def export_coreml(job: Job, tmp: Path) -> Exported:
     scale, bias, mix = image_adapter(job.meta["preprocess"])
+    if job.precision == "int8" and job.args.compress:
+        raise ConvertError("--compress applies to fp16/fp32 programs; int8 (W8A8) already stores int8 weights")
     mlmodel = convert_program(job, scale, bias, mix)
+    if job.args.compress:
+        mlmodel = compress_weights(mlmodel, job.args.compress)
     describe_model(mlmodel, job)
     mlmodel.save(str(tmp))
     size = job.meta["input_size"]
@@ -145,10 +174,11 @@ def export_coreml(job: Job, tmp: Path) -> Exported:
         outputs=output_names(mlmodel),
         details={"deployment_target": job.args.deployment_target, "platform": platform.system(),
                  "verified_with": "Core ML predict" if platform.system() == "Darwin" else "mlprogram numpy evaluator",
-                 **structural_checks(tmp, job.precision)})
+                 "compress": job.args.compress, **structural_checks(tmp, job.precision, job.args.compress)})
 
 
-CONVERTER = Converter("coreml", ".mlpackage", ("fp16", "fp32"), export_coreml, add_arguments)
+CONVERTER = Converter("coreml", ".mlpackage", ("fp16", "fp32", "int8"), export_coreml, add_arguments,
+                      name_tag=lambda args: args.compress or "")
 
 if __name__ == "__main__":
     sys.exit(main(CONVERTER))

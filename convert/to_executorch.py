@@ -17,8 +17,9 @@ if __package__ in (None, ""):
 
 import torch
 
-from convert.pipeline import Converter, Exported, Job, main
+from convert.pipeline import Converter, ConvertError, Exported, Job, main
 from model.shunted import use_conv_channel_means
+from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 
 BACKENDS = ("xnnpack", "coreml", "portable")
 
@@ -53,10 +54,8 @@ def delegation_report(edge_program) -> dict:
 def lower(model: torch.nn.Module, example: torch.Tensor, backend: str):
     """torch.export -> edge dialect, lowered to the backend; returns the edge program manager."""
     from executorch.exir import to_edge_transform_and_lower
-    if backend == "xnnpack":
-        model = use_conv_channel_means(model)
     with torch.no_grad():
-        program = torch.export.export(model.eval(), (example,), strict=False)
+        program = torch.export.export(model, (example,), strict=False)
     return to_edge_transform_and_lower(program, partitioner=partitioners(backend))
 
 
@@ -64,9 +63,21 @@ def save_program(edge_program, path: Path) -> None:
     path.write_bytes(edge_program.to_executorch().buffer)
 
 
+def prepare_model(job: Job) -> torch.nn.Module:
+    """The deploy model in the form the backend runs best; PT2E-quantized for int8."""
+    backend, model = job.args.backend, job.deploy_model
+    if backend == "xnnpack":
+        model = use_conv_channel_means(model)
+    if job.precision == "int8":
+        if backend != "xnnpack":
+            raise ConvertError("--precision int8 is built for the XNNPACK backend; use --backend xnnpack")
+        model = quantize_pt2e(model, job.example, job.calibration(), xnnpack_quantizer(job.args.float_modules))
+    return model
+
+
 def export_executorch(job: Job, tmp: Path) -> Exported:
     backend = job.args.backend
-    edge_program = lower(job.deploy_model, job.example, backend)
+    edge_program = lower(prepare_model(job), job.example, backend)
     report = delegation_report(edge_program)
     save_program(edge_program, tmp)
     size = job.meta["input_size"]
@@ -74,12 +85,12 @@ def export_executorch(job: Job, tmp: Path) -> Exported:
         input={"name": "x", "shape": [job.args.batch, 3, size, size], "dtype": "float32", "layout": "NCHW",
                "kind": "normalized (see model.preprocess)"},
         outputs={"logits": 0},
-        details={"backend": backend, **report},
+        details={"backend": backend, **report, **({"float_modules": job.args.float_modules} if job.precision == "int8" else {})},
         runnable_here=backend != "coreml",
         not_runnable_reason="Core ML-delegated programs run only on Apple devices (macOS/iOS ExecuTorch runtime)")
 
 
-CONVERTER = Converter("executorch", ".pte", ("fp32",), export_executorch, add_arguments,
+CONVERTER = Converter("executorch", ".pte", ("fp32", "int8"), export_executorch, add_arguments,
                       name_tag=lambda args: "" if args.backend == "xnnpack" else args.backend)
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ if __package__ in (None, ""):
 import torch
 
 from convert.pipeline import Converter, ConvertError, Exported, Job, main
+from quantize.onnxrt import ACTIVATIONS, METHODS, quantize_qdq
 
 OPSET = 18
 
@@ -22,6 +23,8 @@ OPSET = 18
 def add_arguments(parser) -> None:
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (>= {OPSET})")
     parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
+    parser.add_argument("--calib-method", choices=METHODS, default="minmax", help="int8 calibration method")
+    parser.add_argument("--activation-type", choices=ACTIVATIONS, default="uint8", help="int8 activation type")
 
 
 def export_onnx(job: Job, tmp: Path) -> Exported:
@@ -38,6 +41,9 @@ def export_onnx(job: Job, tmp: Path) -> Exported:
                                 input_names=["input"], output_names=["logits"],
                                 dynamic_shapes=dynamic_shapes, verbose=False)
     proto = program.model_proto
+    details = {}
+    if job.precision == "int8":
+        proto, details = quantize(proto, job, tmp)
     props = {"shunted_edge": json.dumps(job.meta), "labels": json.dumps(job.meta["labels"]),
              "preprocess": json.dumps(job.meta["preprocess"]), "variant": job.meta["variant"]}
     for key, value in props.items():
@@ -50,10 +56,24 @@ def export_onnx(job: Job, tmp: Path) -> Exported:
         input={"name": "input", "shape": ["batch" if args.dynamic_batch else args.batch, 3, size, size],
                "dtype": "float32", "layout": "NCHW", "kind": "normalized (see model.preprocess)"},
         outputs={"logits": "logits"},
-        details={"opset": args.opset, "nodes": len(proto.graph.node), "dynamic_batch": args.dynamic_batch})
+        details={"opset": args.opset, "nodes": len(proto.graph.node), "dynamic_batch": args.dynamic_batch,
+                 **({"quantization": details} if details else {})})
 
 
-CONVERTER = Converter("onnx", ".onnx", ("fp32",), export_onnx, add_arguments)
+def quantize(proto, job: Job, tmp: Path):
+    """Static QDQ int8 of the fp32 graph, calibrated on the job's calibration images."""
+    import onnx
+    fp32 = tmp.with_name(tmp.stem + ".fp32.onnx")
+    onnx.save(proto, str(fp32))
+    try:
+        details = quantize_qdq(fp32, tmp, job.calibration(), "input", job.args.calib_method,
+                               job.args.activation_type, job.args.float_modules)
+    finally:
+        fp32.unlink(missing_ok=True)
+    return onnx.load(str(tmp)), details
+
+
+CONVERTER = Converter("onnx", ".onnx", ("fp32", "int8"), export_onnx, add_arguments)
 
 if __name__ == "__main__":
     sys.exit(main(CONVERTER))

@@ -11,6 +11,10 @@ THRESHOLDS = {
     "fp32": {"max_abs_diff": 1e-3, "top1_agreement": 1.0},
     "fp16": {"cosine": 0.999, "top1_agreement_real": 0.99},
     "int8": {"cosine": 0.99, "top1_agreement_real": 0.99},
+    # weight-only compression of an fp16 Core ML program
+    "linear8": {"cosine": 0.995, "top1_agreement_real": 0.99},
+    "palettize6": {"cosine": 0.99, "top1_agreement_real": 0.97},
+    "palettize4": {"cosine": 0.97, "top1_agreement_real": 0.95},
 }
 
 

@@ -1,0 +1,63 @@
+"""ONNX Runtime static QDQ quantization of an exported fp32 model.
+
+Defaults chosen by measurement on this CPU class (AVX2, no VNNI; README, "Quantization"): all
+Conv nodes quantized (depthwise included: leaving them float adds Q/DQ pairs that cost more
+than they save), MatMul (attention) left float, uint8 activations with int8 per-channel weights.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+METHODS = ("minmax", "entropy", "percentile")
+ACTIVATIONS = ("uint8", "int8")
+QUANTIZED_OPS = ("Conv",)
+
+
+def float_nodes(model_path: Path, float_modules: Iterable[str]) -> list[str]:
+    """Names of the nodes that belong to any of ``float_modules`` (from the exporter's name scopes)."""
+    import onnx
+    prefixes = tuple(float_modules)
+    if not prefixes:
+        return []
+    names = []
+    for node in onnx.load(str(model_path)).graph.node:
+        scopes = next((ast.literal_eval(p.value) for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), [])
+        if any(scope == prefix or scope.startswith(prefix + ".") for scope in scopes for prefix in prefixes):
+            names.append(node.name)
+    return names
+
+
+def quantize_qdq(fp32_path: Path, out_path: Path, calibration: np.ndarray, input_name: str,
+                 method: str = "minmax", activation: str = "uint8", float_modules: Iterable[str] = ()) -> dict:
+    """Write a QDQ int8 model of ``fp32_path`` to ``out_path``; returns what was done."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calibration[i:i + 1] for i in range(len(calibration)))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {input_name: batch}
+
+    prepared = out_path.with_name(out_path.stem + ".pre.onnx")
+    try:
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        excluded = float_nodes(prepared, float_modules)
+        quantize_static(
+            str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=excluded,
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                              "percentile": CalibrationMethod.Percentile}[method])
+    finally:
+        prepared.unlink(missing_ok=True)
+    return {"method": method, "activation_type": activation, "weight_type": "int8 per-channel",
+            "quantized_ops": list(QUANTIZED_OPS), "float_nodes": len(excluded),
+            "calibration_images": len(calibration)}

@@ -1,0 +1,87 @@
+"""Quantization: calibration input checks, the PT2E filter, sensitivity, and int8 artifacts."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data import DataError, fashion_mnist_preprocess
+from model import create_model
+from quantize.calibration import calibration_batch
+from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
+from quantize.sensitivity import Study, mixed_precision, sensitivity, units
+
+META = {"preprocess": fashion_mnist_preprocess(32), "input_size": 32}
+DEFAULT = Path(__file__).resolve().parents[1] / "weights" / "shunted_nano_fmnist.pt"
+
+
+def test_flat_image_folder_is_resized_to_the_model(tmp_path):
+    for i in range(3):
+        Image.fromarray(np.full((50, 70, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    batch = calibration_batch(str(tmp_path), META, limit=10)
+    assert batch.shape == (3, 3, 32, 32) and batch.dtype == np.float32
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p, "no readable images"),
+    (lambda p: (p / "x.jpg").write_bytes(b"not a jpeg") and p, "no readable images"),
+])
+def test_empty_or_non_image_calibration_is_refused(tmp_path, make, message):
+    folder = make(tmp_path) or tmp_path
+    with pytest.raises(DataError, match=message):
+        calibration_batch(str(folder), META, limit=4)
+
+
+def test_misshaped_calibration_array_is_refused(tmp_path):
+    path = tmp_path / "calib.npy"
+    np.save(path, np.zeros((4, 3, 28, 28), np.float32))
+    with pytest.raises(DataError, match=r"expected \(N, 3, 32, 32\)"):
+        calibration_batch(str(path), META, limit=4)
+    with pytest.raises(DataError, match="calib-size"):
+        calibration_batch(str(path), META, limit=0)
+
+
+def _quantized_convs(float_modules):
+    model = create_model("shunted_nano", num_classes=10).eval()
+    calib = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    graph = quantize_pt2e(model, torch.from_numpy(calib[:1]), calib, xnnpack_quantizer(float_modules))
+    return sum(1 for n in graph.graph.nodes if "dequantize_per_channel" in str(n.target))
+
+
+def test_float_modules_and_norms_stay_float():
+    everything = _quantized_convs([])
+    model = create_model("shunted_nano")
+    assert everything == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) + 1  # + head Linear
+    assert _quantized_convs(["stages.3.blocks.0"]) < everything
+    assert _quantized_convs(units(model)) == 0
+
+
+@pytest.mark.slow
+def test_sensitivity_ranks_every_unit_and_mixed_precision_meets_budget():
+    rng = np.random.default_rng(0)
+    model = create_model("shunted_nano", num_classes=10, img_size=32, depths=(1, 1, 1, 1))
+    study = Study(model, rng.standard_normal((4, 3, 32, 32)).astype(np.float32),
+                  rng.standard_normal((8, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, 8))
+    rows = sensitivity(study)
+    assert [r["unit"] for r in sorted(rows, key=lambda r: r["unit"])] == sorted(units(study.model))
+    assert all(np.isfinite(r["sqnr_db"]) for r in rows)
+    result = mixed_precision(study, rows, max_drop=0.0)
+    assert -result["result"]["delta_top1_points"] <= 0.0 or result.get("note")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEFAULT.is_file(), reason="default weights not present")
+def test_int8_onnx_of_default_model_keeps_accuracy(tmp_path):
+    from convert import to_onnx
+    out = tmp_path / "m8.onnx"
+    args = ["--checkpoint", str(DEFAULT), "--precision", "int8", "--calib-size", "64", "--output", str(out)]
+    assert to_onnx.main(to_onnx.CONVERTER, args) == 0
+    manifest = json.loads((tmp_path / "m8.onnx.json").read_text())
+    accuracy = manifest["verification"]["accuracy"]
+    if accuracy is not None:
+        assert accuracy["top1_agreement"] >= 0.98 and accuracy["delta_top1_points"] >= -1.0
+    fp32_bytes = 4 * sum(p.numel() for p in create_model(checkpoint_path=DEFAULT).parameters())
+    assert manifest["size_bytes"] <= 0.3 * fp32_bytes
