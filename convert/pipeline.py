@@ -206,6 +206,7 @@ def convert(converter: Converter, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     try:
         exported = converter.export(job, tmp)
+        export_seconds = time.perf_counter() - start
         manifest = {
             "format": converter.format, "precision": job.precision, "model": job.meta,
             "input": exported.input, "outputs": exported.outputs, "details": exported.details,
@@ -216,6 +217,7 @@ def convert(converter: Converter, args: argparse.Namespace) -> dict:
         else:
             manifest["verification"] = {"status": "not run", "reason": exported.not_runnable_reason}
         manifest["seconds"] = round(time.perf_counter() - start, 2)
+        manifest["export_seconds"] = round(export_seconds, 2)
         return finalize(tmp, output, manifest)
     finally:
         remove(tmp)
@@ -229,7 +231,8 @@ def describe(manifest: dict) -> str:
         check = (f"verified on {v['samples']} inputs ({v['data']}, {v['engine']}): max|diff| {v['max_abs_diff']:.2e}, "
                  f"cosine {v['cosine']:.6f}, top-1 agreement {v['top1_agreement']:.1%}")
     size_mb = manifest["size_bytes"] / 1e6
-    return (f"wrote {manifest['path']} ({size_mb:.2f} MB, {manifest['seconds']:.1f} s)\n  {check}\n"
+    return (f"wrote {manifest['path']} ({size_mb:.2f} MB; export {manifest['export_seconds']:.1f} s, "
+            f"with verification {manifest['seconds']:.1f} s)\n  {check}\n"
             f"  manifest {manifest['manifest_path']}")
 
 
