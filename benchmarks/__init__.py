@@ -1,0 +1,1 @@
+"""Latency, accuracy and the accuracy-vs-latency report of every artifact (see benchmarks/README.md)."""

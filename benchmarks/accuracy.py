@@ -1,0 +1,344 @@
+"""Accuracy of any artifact on a dataset, and its agreement with the fp32 PyTorch reference.
+
+    python benchmarks/accuracy.py artifacts/nano_32_fp32.onnx                  # Fashion-MNIST test set
+    python benchmarks/accuracy.py a.onnx b.pte --reference weights/x.pt --data /data/imagenet --limit 5000
+
+Top-1/top-5 in %, top-1 agreement with the fp32 PyTorch model (share of images where both predict
+the same class) and delta top-1 (artifact minus reference, on the same images). The reference is
+evaluated by ``train.evaluate.evaluate`` (CUDA when present); the images come from ``data``
+(``build_dataset``, the project's one preprocessing implementation, with the artifact's spec).
+Core ML runs through Core ML on macOS; on Linux through the numpy ML Program evaluator on the
+first ``--coreml-limit`` images (slow, but numerically what Core ML computes), labelled as such.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from benchmarks.latency import (CHECKPOINT_SUFFIXES, COREML_SUFFIXES, DEFAULT_OMP_WAIT_POLICY,  # noqa: E402
+                                physical_cores)
+
+DEFAULT_DATA = "fashion-mnist"
+DEFAULT_COREML_LIMIT = 500
+EVALUATOR_NOTE = "Core ML via the numpy ML Program evaluator (Linux), first {n} images"
+
+
+# --- metrics ------------------------------------------------------------------------------------
+def topk_predictions(logits: np.ndarray, k: int = 5) -> np.ndarray:
+    """``(N, min(k, classes))`` class indices, best first."""
+    logits = np.asarray(logits)
+    k = min(k, logits.shape[1])
+    part = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(logits, part, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(part, order, axis=1)
+
+
+def summarize(top5: np.ndarray, labels: np.ndarray, reference_top1: np.ndarray | None = None) -> dict:
+    """top-1/top-5 (%) of predictions ``top5`` (N, k); with a reference: agreement and delta (points)."""
+    top5, labels = np.asarray(top5), np.asarray(labels)
+    if len(top5) != len(labels) or len(labels) == 0:
+        raise ValueError(f"{len(top5)} predictions for {len(labels)} labels")
+    out = {"n": int(len(labels)), "top1": float(100.0 * (top5[:, 0] == labels).mean()),
+           "top5": float(100.0 * (top5 == labels[:, None]).any(axis=1).mean()),
+           "agreement": None, "reference_top1": None, "delta_top1": None}
+    if reference_top1 is not None:
+        reference_top1 = np.asarray(reference_top1)[:len(labels)]
+        out["agreement"] = float(100.0 * (top5[:, 0] == reference_top1).mean())
+        out["reference_top1"] = float(100.0 * (reference_top1 == labels).mean())
+        out["delta_top1"] = out["top1"] - out["reference_top1"]
+    return out
+
+
+# --- data -------------------------------------------------------------------------------------
+def resolve_split(data: str, split: str) -> str:
+    """``split`` for Fashion-MNIST and folders with train/ + val/ (or test/) sub-folders; "all" for a
+    plain class-per-folder tree such as ImageNet val, whose every image is evaluation data."""
+    text = str(data)
+    if text == DEFAULT_DATA or text.startswith(DEFAULT_DATA + ":") or not Path(text).is_dir():
+        return split
+    root = Path(text)
+    return split if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()) else "all"
+
+
+class EvalSet:
+    """A dataset split preprocessed with one spec (``build_dataset``, the project's preprocessing).
+
+    Up to ``MAX_CACHE_BYTES`` of preprocessed images are kept in memory after the first pass, so
+    every artifact sees the same arrays without preprocessing again; larger sets are streamed.
+    """
+
+    MAX_CACHE_BYTES = 1 << 30
+
+    def __init__(self, data: str, split: str, spec: dict, limit: int | None = None):
+        from data import build_dataset
+        self.data, self.split, self.spec, self.limit = str(data), resolve_split(data, split), spec, limit
+        self.dataset = build_dataset(data, self.split, spec, limit=limit)
+        if len(self.dataset) == 0:
+            from data import DataError
+            raise DataError(f"split {split!r} of {data} holds no images; pick another split or --data")
+        self.labels = np.asarray(self.dataset.targets, dtype=np.int64)
+        self.classes = list(getattr(self.dataset, "classes", []))
+        self.cacheable = len(self) * 3 * spec["crop"] ** 2 * 4 <= self.MAX_CACHE_BYTES
+        self._images: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def describe(self) -> str:
+        return f"{self.data} {self.split}" + (f" (first {self.limit} of a seeded permutation)" if self.limit else "")
+
+    def _item_batches(self, batch_size: int, stop: int):
+        for start in range(0, stop, batch_size):
+            yield np.stack([self.dataset[i][0].numpy() for i in range(start, min(start + batch_size, stop))])
+
+    def images(self) -> np.ndarray | None:
+        """All preprocessed images (N, 3, S, S) if they fit the cache, else None."""
+        if self._images is None and self.cacheable:
+            if hasattr(self.dataset, "as_tensor"):  # Fashion-MNIST: whole split at once, equal to per-item
+                self._images = self.dataset.as_tensor()[0].numpy()
+            else:
+                self._images = np.concatenate(list(self._item_batches(256, len(self))))
+        return self._images
+
+    def torch_dataset(self):
+        """The set as a torch Dataset of (image, label), cached tensors when they fit."""
+        import torch
+        images = self.images()
+        if images is None:
+            return self.dataset
+        return torch.utils.data.TensorDataset(torch.from_numpy(images), torch.from_numpy(self.labels))
+
+    def batches(self, batch_size: int, stop: int | None = None):
+        stop = len(self) if stop is None else min(stop, len(self))
+        images = self.images()
+        if images is None:
+            yield from self._item_batches(batch_size, stop)
+            return
+        for start in range(0, stop, batch_size):
+            yield images[start:min(start + batch_size, stop)]
+
+
+# --- reference ----------------------------------------------------------------------------------
+@dataclass
+class Reference:
+    """The fp32 PyTorch model's results on an EvalSet: metrics and per-image top-1."""
+
+    checkpoint: Path
+    metrics: dict
+    top1: np.ndarray
+    device: str
+
+
+def reference_results(checkpoint: str | Path, eval_set: EvalSet, batch_size: int = 64, device: str | None = None,
+                      progress: bool = True) -> Reference:
+    """Evaluate the checkpoint with ``train.evaluate.evaluate``, recording each image's prediction."""
+    import torch
+    from tqdm import tqdm
+
+    from model import create_model
+    from train.evaluate import evaluate
+
+    model = create_model(checkpoint_path=checkpoint).eval()
+    if eval_set.classes and len(eval_set.classes) > model.num_classes:
+        raise ValueError(f"{eval_set.data} has {len(eval_set.classes)} classes but {Path(checkpoint).name} predicts "
+                         f"{model.num_classes}; evaluate it on data with its own classes")
+    labels = (model.meta or {}).get("labels")
+    if eval_set.classes and labels and list(eval_set.classes) != list(labels)[:len(eval_set.classes)]:
+        print(f"warning: dataset classes {eval_set.classes[:3]}... differ from the model's labels {labels[:3]}...; "
+              f"class indices are compared as they are", file=sys.stderr)
+    bar = tqdm(total=len(eval_set), desc="accuracy: PyTorch fp32 reference", unit="img", disable=not progress)
+
+    class Recorder(torch.nn.Module):
+        """The model, unchanged, keeping each batch's top-5 (evaluate's loader keeps dataset order)."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.num_classes, self.meta, self.top5 = inner, inner.num_classes, inner.meta, []
+
+        def forward(self, x):
+            logits = self.inner(x)
+            self.top5.append(topk_predictions(logits.float().cpu().numpy()))
+            bar.update(len(x))
+            return logits
+
+    recorder = Recorder(model)
+    try:
+        result = evaluate(recorder, eval_set.torch_dataset(), batch_size=batch_size, device=device)
+    finally:
+        bar.close()
+    top5 = np.concatenate(recorder.top5)
+    metrics = summarize(top5, eval_set.labels, top5[:, 0])
+    # evaluate() is the project's definition of accuracy; ours must agree with it exactly
+    if abs(result["top1"] - metrics["top1"]) > 1e-6 * 100 + 1e-3 or result["n"] != metrics["n"]:
+        raise RuntimeError(f"reference top-1 mismatch: evaluate() {result['top1']} vs recorded {metrics['top1']}")
+    metrics.update(top1=result["top1"], top5=result["top5"], images_per_s=result.get("images_per_s"))
+    return Reference(Path(checkpoint), metrics, top5[:, 0], result.get("device", "cpu"))
+
+
+# --- artifacts ----------------------------------------------------------------------------------
+def coreml_evaluator_available() -> str | None:
+    """None if Core ML artifacts can run here, else why not."""
+    if platform.system() == "Darwin":
+        return None
+    try:
+        import mlprogram  # noqa: F401
+    except Exception as err:  # evaluator missing or broken: the row says "needs macOS"
+        return f"needs macOS (numpy ML Program evaluator unavailable: {type(err).__name__}: {err})"
+    return None
+
+
+def measure_accuracy(artifact: str | Path, eval_set: EvalSet, reference: Reference | None = None,
+                     batch_size: int = 64, threads: int | None = None, coreml_limit: int | None = DEFAULT_COREML_LIMIT,
+                     progress: bool = True) -> dict:
+    """Accuracy row of one artifact; raises ArtifactError/exceptions of the runtime on failure."""
+    from tqdm import tqdm
+
+    from runtime import load_artifact
+    artifact = Path(artifact)
+    row = {"artifact": str(artifact), "data": eval_set.describe(), "note": None}
+    is_coreml = artifact.suffix.lower() in COREML_SUFFIXES
+    if is_coreml:
+        why = coreml_evaluator_available()
+        if why:
+            return {**row, "status": "needs macOS", "note": why}
+    if reference is not None and artifact.suffix.lower() in CHECKPOINT_SUFFIXES and \
+            artifact.resolve() == reference.checkpoint.resolve():
+        return {**row, "status": "ok", "format": "pytorch", "precision": "fp32",
+                "engine": f"pytorch ({reference.device})", **reference.metrics}
+    runner = load_artifact(artifact, threads=threads or physical_cores())
+    spec = runner.meta.get("preprocess")
+    if spec != eval_set.spec:
+        raise ValueError(f"{artifact.name} expects preprocessing {spec}, the evaluation set uses {eval_set.spec}; "
+                         f"evaluate it with its own EvalSet")
+    stop = len(eval_set)
+    engine = getattr(runner, "engine", runner.format)
+    if is_coreml and engine == "mlprogram-numpy" and coreml_limit:
+        stop = min(stop, coreml_limit)
+        row["note"] = EVALUATOR_NOTE.format(n=stop)
+    start = time.perf_counter()
+    top5 = []
+    with tqdm(total=stop, desc=f"accuracy: {artifact.name}", unit="img", disable=not progress) as bar:
+        for x in eval_set.batches(batch_size, stop):
+            top5.append(topk_predictions(runner.run(x)))
+            bar.update(len(x))
+    seconds = time.perf_counter() - start
+    metrics = summarize(np.concatenate(top5), eval_set.labels[:stop], None if reference is None else reference.top1)
+    return {**row, "status": "ok", "format": runner.format, "precision": runner.precision, "engine": engine,
+            **metrics, "subset": stop < len(eval_set), "seconds": round(seconds, 2),
+            "images_per_s": round(stop / seconds, 1) if seconds > 0 else None}
+
+
+def reference_for(artifact: Path) -> Path | None:
+    """The checkpoint an artifact was converted from (manifest), or the artifact itself if a checkpoint."""
+    from model import file_sha256
+    from runtime import read_manifest
+    if artifact.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return artifact
+    manifest = read_manifest(artifact) or {}
+    model = manifest.get("model", {})
+    path = Path(model["checkpoint"]) if model.get("checkpoint") else None
+    if path and path.is_file() and file_sha256(path) == model.get("checkpoint_sha256"):
+        return path
+    return None
+
+
+def artifact_spec(artifact: Path) -> dict:
+    """The preprocessing an artifact expects (its manifest, or the checkpoint's metadata)."""
+    from model import create_model
+    from runtime import ArtifactError, read_manifest
+    if artifact.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return create_model(checkpoint_path=artifact).meta["preprocess"]
+    manifest = read_manifest(artifact)
+    if manifest is None:
+        if artifact.suffix.lower() == ".onnx":
+            from runtime import load_artifact
+            return load_artifact(artifact).meta["preprocess"]
+        raise ArtifactError(f"no manifest next to {artifact}: its preprocessing is unknown; re-export it")
+    return manifest["model"]["preprocess"]
+
+
+# --- command line -------------------------------------------------------------------------------
+def fmt(value, spec: str = ".2f", missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Top-1/top-5 of artifacts and agreement with the fp32 PyTorch model.")
+    parser.add_argument("artifacts", nargs="+", type=Path, help=".pt/.safetensors, .onnx, .pte or .mlpackage")
+    parser.add_argument("--reference", type=Path, help="fp32 checkpoint to compare with (default: the checkpoint "
+                        "named in the artifact's manifest, when it is present with the same sha256)")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="'fashion-mnist', 'fashion-mnist:DIR' or an image "
+                        "folder in ImageNet val layout (one sub-folder per class)")
+    parser.add_argument("--split", default="test", help="split to evaluate (default test); a folder without "
+                        "train/ and val/ sub-folders (ImageNet val layout) is evaluated whole")
+    parser.add_argument("--limit", type=int, help="evaluate the first N images of a seeded permutation")
+    parser.add_argument("--coreml-limit", type=int, default=DEFAULT_COREML_LIMIT, help="images for Core ML on Linux "
+                        f"(numpy evaluator, slow; default {DEFAULT_COREML_LIMIT}; 0 = all)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per runner call (default 64)")
+    parser.add_argument("--threads", type=int, help=f"runtime threads (default: physical cores, {physical_cores()})")
+    parser.add_argument("--json", type=Path, help="write the rows to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # PyTorch's OpenMP pool spin-waits by default, 5x slower on a shared machine (see latency.py);
+    # set before torch is imported, unless the caller chose a policy
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)
+    args = parse_args(argv)
+    from data import DataError
+    from model import CheckpointError
+    from runtime import ArtifactError
+    from runtime.quiet import quiet_third_party
+    quiet_third_party()
+    rows, sets, refs = [], {}, {}
+    for artifact in args.artifacts:
+        row = {"artifact": str(artifact)}
+        try:
+            if not artifact.exists():
+                raise ArtifactError(f"{artifact} not found")
+            spec = artifact_spec(artifact)
+            key = json.dumps(spec, sort_keys=True)
+            if key not in sets:
+                sets[key] = EvalSet(args.data, args.split, spec, args.limit)
+            eval_set = sets[key]
+            ref_path = args.reference or reference_for(artifact)
+            reference = None
+            if ref_path is not None:
+                ref_key = (str(Path(ref_path).resolve()), key)
+                if ref_key not in refs:
+                    refs[ref_key] = reference_results(ref_path, eval_set, args.batch_size)
+                reference = refs[ref_key]
+            row = measure_accuracy(artifact, eval_set, reference, args.batch_size, args.threads,
+                                   args.coreml_limit or None)
+            if reference is None:
+                row["note"] = ((row.get("note") or "") + "; no fp32 reference: pass --reference").lstrip("; ")
+        except (ArtifactError, CheckpointError, DataError, ValueError, OSError, RuntimeError) as err:
+            row.update(status="error", error=f"{type(err).__name__}: {err}")
+        rows.append(row)
+    header = ["artifact", "status", "n", "top-1 %", "top-5 %", "agreement %", "delta top-1", "note"]
+    lines = [[Path(r["artifact"]).name, r["status"] if r["status"] != "error" else f"error: {r['error'][:90]}",
+              fmt(r.get("n"), "d"), fmt(r.get("top1")), fmt(r.get("top5")), fmt(r.get("agreement")),
+              fmt(r.get("delta_top1"), "+.2f"), r.get("note") or ""] for r in rows]
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    for line in [header, ["-" * w for w in widths], *lines]:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    return 0 if all(r["status"] in ("ok", "needs macOS") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

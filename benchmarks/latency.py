@@ -1,0 +1,495 @@
+"""Latency of any artifact, each in its own fresh worker process, timed in interleaved rounds.
+
+    python benchmarks/latency.py artifacts/nano_32_fp32.onnx weights/shunted_nano_fmnist.pt
+    python benchmarks/latency.py a.onnx b.pte --runs 200 --threads 1 --batch 8 --json out.json
+
+Every artifact (a .pt/.safetensors checkpoint runs in PyTorch eager fp32, .onnx in ONNX Runtime,
+.pte in ExecuTorch, .mlpackage in Core ML on macOS) is loaded by its own worker subprocess, started
+the same way for every row, so the peak resident memory a worker reports (``ru_maxrss``) belongs to
+that artifact alone. The parent then times the artifacts in rounds: in each round every worker in
+turn runs one untimed iteration and a block of timed iterations while the others sleep, so a burst
+of load on this shared machine hits all artifacts alike instead of whichever one ran at that moment.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import selectors  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
+COREML_SUFFIXES = (".mlpackage", ".mlmodel")
+# OpenMP (PyTorch eager's thread pool) spin-waits at every parallel region by default; on a shared,
+# oversubscribed machine that makes a 2-thread PyTorch run 5-10x slower than its compute (measured
+# here: 67 ms vs 7.5 ms median for shunted_nano at 32 px). Workers therefore run with PASSIVE
+# waiting unless told otherwise; ONNX Runtime and XNNPACK use their own pools and ignore it.
+DEFAULT_OMP_WAIT_POLICY = "PASSIVE"
+LOAD_TIMEOUT_S = 600.0  # importing a runtime and loading a large model on a busy 2-core machine
+BLOCK_TIMEOUT_S = 900.0
+
+
+class LatencyError(Exception):
+    """A worker that could not load or run its artifact; the message carries the worker's error."""
+
+
+# --- machine ------------------------------------------------------------------------------------
+def physical_cores() -> int:
+    """Physical cores this process may use: distinct (package, core) pairs of /proc/cpuinfo,
+    capped by the CPU affinity mask; ``os.cpu_count()`` where /proc/cpuinfo is missing (macOS)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    cores, package = set(), "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "physical id":
+            package = value
+        elif key == "core id":
+            cores.add((package, value))
+    if not cores and platform.system() == "Darwin":
+        try:
+            found = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True, timeout=5)
+            cores = {(str(i), "") for i in range(int(found.stdout.strip()))}
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass
+    return max(1, min(len(cores) or usable, usable))
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name ("model name" of /proc/cpuinfo; platform.processor() elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_features() -> str:
+    """The vector ISA the CPU flags advertise (AVX2, AVX-512, VNNI), for the report's machine line."""
+    try:
+        flags = next((line.partition(":")[2].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return platform.machine()
+    found = [name for flag, name in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "AVX512-VNNI"),
+                                     ("avx_vnni", "AVX-VNNI")) if flag in flags]
+    return "/".join(found) or platform.machine()
+
+
+def machine_description(threads: int | None = None) -> str:
+    cores = physical_cores()
+    text = f"{cpu_model()}, {cores} physical core{'s' if cores != 1 else ''}, {cpu_features()}"
+    return text + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
+
+
+# --- statistics ---------------------------------------------------------------------------------
+def latency_stats(times_ms, batch: int = 1) -> dict:
+    """median/p90/p99/mean/min/max/std (ms) of per-call times, and FPS = batch / median.
+
+    Percentiles interpolate linearly between order statistics (numpy's default), so p90 of
+    1..10 ms is 9.1 ms; with fewer than 100 samples p99 is close to the maximum.
+    """
+    times = np.asarray(list(times_ms), dtype=np.float64)
+    if times.size == 0:
+        raise ValueError("no timings to summarise")
+    if not np.all(np.isfinite(times)) or (times < 0).any():
+        raise ValueError("timings must be finite and non-negative")
+    median = float(np.median(times))
+    return {"n": int(times.size), "median_ms": median, "p90_ms": float(np.percentile(times, 90)),
+            "p99_ms": float(np.percentile(times, 99)), "mean_ms": float(times.mean()),
+            "min_ms": float(times.min()), "max_ms": float(times.max()), "std_ms": float(times.std()),
+            "fps": batch * 1000.0 / median if median > 0 else math.inf}
+
+
+def split_runs(runs: int, rounds: int) -> list[int]:
+    """``runs`` timed iterations as ``rounds`` blocks as equal as possible (no empty block)."""
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    rounds = max(1, min(rounds, runs))
+    base, extra = divmod(runs, rounds)
+    return [base + (1 if i < extra else 0) for i in range(rounds)]
+
+
+def round_orders(count: int, rounds: int) -> list[list[int]]:
+    """Worker order per round: rotated each round, so no artifact always runs first or last."""
+    return [[(r + i) % count for i in range(count)] for r in range(rounds)]
+
+
+# --- what to time -------------------------------------------------------------------------------
+@dataclass
+class Target:
+    """One row: an artifact and how to run it."""
+
+    artifact: Path
+    label: str = ""
+    device: str = "cpu"  # PyTorch only: "cpu" or "cuda"
+    compute_units: str = "ALL"  # Core ML on macOS only: "ALL" or "CPU_ONLY"
+    env: dict = field(default_factory=dict)  # extra environment variables of this row's worker
+
+    def __post_init__(self):
+        self.artifact = Path(self.artifact)
+        if not self.label:
+            self.label = self.artifact.name + (f" [{self.device}]" if self.device != "cpu" else "") + \
+                (f" [{self.compute_units}]" if self.artifact.suffix in COREML_SUFFIXES else "")
+
+
+def needs_macos(artifact: Path) -> bool:
+    return Path(artifact).suffix.lower() in COREML_SUFFIXES and platform.system() != "Darwin"
+
+
+def default_targets(artifact: str | os.PathLike) -> list[Target]:
+    """The rows an artifact gives: Core ML twice (ALL, CPU_ONLY); a checkpoint on CPU (and CUDA)."""
+    artifact = Path(artifact)
+    if artifact.suffix.lower() in COREML_SUFFIXES:
+        return [Target(artifact, compute_units="ALL"), Target(artifact, compute_units="CPU_ONLY")]
+    if artifact.suffix.lower() in CHECKPOINT_SUFFIXES and cuda_available():
+        return [Target(artifact), Target(artifact, device="cuda")]
+    return [Target(artifact)]
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    """True if PyTorch sees a GPU (asked in a subprocess so this process never imports torch)."""
+    code = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
+    try:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+# --- the worker (child side) --------------------------------------------------------------------
+def _proc_status_mb(field_name: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _rss_mb() -> float | None:
+    return _proc_status_mb("VmRSS")
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB.
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this process's own address space.
+    ``ru_maxrss`` is not used there because Linux carries it across fork + exec, so a worker
+    started by a large parent (the report, after converting models) would report the parent's peak.
+    Elsewhere (macOS): ``ru_maxrss`` (bytes there).
+    """
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if platform.system() == "Darwin" else peak / 1024.0
+
+
+def _worker() -> int:
+    """Serve one artifact: JSON lines in on stdin, JSON lines out on the original stdout.
+
+    Runtimes may print to fd 1 from C code, so the protocol gets a private copy of fd 1 and fd 1
+    itself is pointed at stderr before anything is imported.
+    """
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(obj: dict) -> None:
+        proto.write(json.dumps(obj) + "\n")
+        proto.flush()
+
+    request = json.loads(sys.stdin.readline())
+    try:
+        from runtime.quiet import quiet_third_party
+        quiet_third_party()
+        from runtime import load_artifact
+        rss_before = _rss_mb()
+        path, threads, batch = Path(request["artifact"]), request["threads"], request["batch"]
+        runner = load_artifact(path, threads=threads, compute_units=request["compute_units"])
+        run, device = runner.run, request["device"]
+        engine = getattr(runner, "engine", runner.format)
+        if device == "cuda":
+            import torch
+            if not torch.cuda.is_available():
+                raise RuntimeError("CUDA was asked for but torch.cuda.is_available() is False")
+            model = runner.model.cuda()
+            engine = f"pytorch-cuda ({torch.cuda.get_device_name()})"
+
+            def run(x, model=model):  # input upload and logits download are part of the time
+                with torch.inference_mode():
+                    out = model(torch.from_numpy(x).cuda()).cpu()
+                torch.cuda.synchronize()
+                return out.numpy()
+        size = runner.input_size
+        x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+        used_threads = threads
+        if runner.format == "pytorch":
+            import torch
+            used_threads = torch.get_num_threads()
+        out = None
+        for _ in range(request["warmup"]):
+            out = run(x)
+        send({"ok": True, "format": runner.format, "precision": runner.precision, "engine": engine,
+              "static_batch": runner.batch, "input_size": size, "load_seconds": runner.load_seconds,
+              "threads": used_threads, "rss_before_load_mb": rss_before, "rss_after_warmup_mb": _rss_mb(),
+              "output_shape": list(np.shape(out)) if out is not None else None})
+    except Exception as err:  # any load/run failure becomes the row's error, never a crash of the parent
+        send({"ok": False, "error": f"{type(err).__name__}: {err}"})
+        return 1
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["cmd"] == "run":
+            try:
+                times = []
+                for _ in range(command.get("untimed", 1)):
+                    run(x)
+                for _ in range(command["n"]):
+                    start = time.perf_counter_ns()
+                    run(x)
+                    times.append(time.perf_counter_ns() - start)
+                send({"ok": True, "times_ns": times})
+            except Exception as err:
+                send({"ok": False, "error": f"{type(err).__name__}: {err}"})
+                return 1
+        elif command["cmd"] == "exit":
+            send({"ok": True, "peak_rss_mb": _peak_rss_mb(), "rss_mb": _rss_mb()})
+            return 0
+    return 0
+
+
+# --- the worker (parent side) -------------------------------------------------------------------
+class Worker:
+    """A child process holding one loaded artifact."""
+
+    def __init__(self, target: Target, threads: int, batch: int, warmup: int,
+                 omp_wait_policy: str | None = DEFAULT_OMP_WAIT_POLICY):
+        self.target, self.info, self.error = target, {}, None
+        self.times_ms: list[float] = []
+        self.peak_rss_mb = None
+        self.stderr = tempfile.TemporaryFile(mode="w+b")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+        if omp_wait_policy:
+            env["OMP_WAIT_POLICY"] = omp_wait_policy
+        env.update(target.env)
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.latency", "--worker"], cwd=ROOT, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        self.request = {"artifact": str(target.artifact.resolve()), "threads": threads, "batch": batch,
+                        "device": target.device, "compute_units": target.compute_units, "warmup": warmup}
+        self._send(self.request)
+
+    def _send(self, obj: dict) -> None:
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+
+    def _stderr_tail(self, lines: int = 6) -> str:
+        self.stderr.seek(0)
+        text = self.stderr.read().decode(errors="replace")
+        noise = ("Failed to load", "scikit-learn", "has not been tested with coremltools", "[cpuinfo_utils",
+                 "[threadpool.cpp", "register_constant", "Resetting threadpool")
+        kept = [line for line in text.splitlines() if line.strip() and not any(n in line for n in noise)]
+        return " | ".join(kept[-lines:])
+
+    def receive(self, timeout: float) -> dict:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                self.kill()
+                raise LatencyError(f"worker timed out after {timeout:.0f} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            raise LatencyError(f"worker exited with status {code}: {self._stderr_tail() or 'no output'}")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise LatencyError(reply.get("error", "unknown worker error"))
+        return reply
+
+    def wait_loaded(self) -> None:
+        try:
+            self.info = self.receive(LOAD_TIMEOUT_S)
+        except LatencyError as err:
+            self.fail(err)
+
+    def run_block(self, n: int, untimed: int) -> None:
+        if self.error:
+            return
+        try:
+            self._send({"cmd": "run", "n": n, "untimed": untimed})
+            self.times_ms += [t / 1e6 for t in self.receive(BLOCK_TIMEOUT_S)["times_ns"]]
+        except (LatencyError, OSError) as err:
+            self.fail(err)
+
+    def finish(self) -> None:
+        if self.error:
+            return
+        try:
+            self._send({"cmd": "exit"})
+            reply = self.receive(60)
+            self.peak_rss_mb = reply["peak_rss_mb"]
+            self.proc.wait(timeout=60)
+        except (LatencyError, OSError, subprocess.TimeoutExpired) as err:
+            self.fail(err)
+
+    def fail(self, err: Exception) -> None:
+        self.error = str(err).strip().splitlines()[0][:500] if str(err).strip() else type(err).__name__
+        self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def result(self, batch: int) -> dict:
+        row = {"label": self.target.label, "artifact": str(self.target.artifact), "device": self.target.device,
+               "compute_units": self.target.compute_units if self.target.artifact.suffix in COREML_SUFFIXES else None,
+               "batch": batch, "status": "ok" if not self.error else "error", "error": self.error,
+               **{k: self.info.get(k) for k in ("format", "precision", "engine", "static_batch", "load_seconds",
+                                               "threads", "rss_before_load_mb")},
+               "peak_rss_mb": self.peak_rss_mb, "times_ms": [round(t, 4) for t in self.times_ms]}
+        if not self.error and self.times_ms:
+            row.update(latency_stats(self.times_ms, batch))
+        if not self.error and self.info.get("static_batch") not in (None, batch):
+            row["note"] = (f"static batch {self.info['static_batch']}: a batch of {batch} runs as "
+                           f"{math.ceil(batch / self.info['static_batch'])} calls")
+        return row
+
+
+def measure(targets: list[Target], runs: int = 100, warmup: int = 10, rounds: int = 10, threads: int | None = None,
+            batch: int = 1, untimed: int = 1, progress: bool = True,
+            omp_wait_policy: str | None = DEFAULT_OMP_WAIT_POLICY) -> list[dict]:
+    """Per-target latency rows, timed in interleaved rounds; a failing target is a row with its error.
+
+    Workers start one after another (each loads and warms up alone), then ``runs`` timed iterations
+    per target are split into ``rounds`` blocks; round r runs the workers in an order rotated by r.
+    Each block begins with ``untimed`` iterations that re-warm caches the other workers evicted.
+    ``omp_wait_policy`` is OMP_WAIT_POLICY of every worker (None: inherit this process's environment).
+    """
+    from tqdm import tqdm
+    threads = threads or physical_cores()
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    rows: dict[int, dict] = {}
+    workers: dict[int, Worker] = {}
+    for i, target in enumerate(targets):
+        if needs_macos(target.artifact):
+            rows[i] = {"label": target.label, "artifact": str(target.artifact), "status": "needs macOS",
+                       "error": None, "compute_units": target.compute_units, "batch": batch,
+                       "note": "Core ML latency is measured with Core ML predict on macOS only"}
+    try:
+        for i, target in enumerate(tqdm(targets, desc="latency: load + warm-up", unit="artifact", disable=not progress)):
+            if i in rows:
+                continue
+            if not target.artifact.exists():
+                rows[i] = {"label": target.label, "artifact": str(target.artifact), "status": "error",
+                           "error": f"{target.artifact} not found", "batch": batch}
+                continue
+            worker = Worker(target, threads, batch, warmup, omp_wait_policy)
+            worker.wait_loaded()  # one at a time: loading never overlaps another worker's work
+            workers[i] = worker
+        blocks = split_runs(runs, rounds)
+        order = sorted(workers)
+        with tqdm(total=len(blocks) * len(order), desc=f"latency: {runs} runs x {len(order)} in {len(blocks)} rounds",
+                  unit="block", disable=not progress) as bar:
+            for block, rotation in zip(blocks, round_orders(len(order), len(blocks))):
+                for position in rotation:
+                    workers[order[position]].run_block(block, untimed)
+                    bar.update()
+        for worker in workers.values():
+            worker.finish()
+    finally:
+        for worker in workers.values():
+            worker.kill()
+    for i, worker in workers.items():
+        rows[i] = worker.result(batch)
+    for i in rows:
+        rows[i].update(threads=rows[i].get("threads") or threads, runs=runs, warmup=warmup, rounds=len(split_runs(runs, rounds)),
+                       omp_wait_policy=omp_wait_policy or os.environ.get("OMP_WAIT_POLICY") or "default")
+    return [rows[i] for i in range(len(targets))]
+
+
+# --- command line -------------------------------------------------------------------------------
+def format_table(rows: list[dict]) -> str:
+    header = ["artifact", "status", "threads", "batch", "median ms", "p90 ms", "p99 ms", "FPS", "load s", "peak MB"]
+    lines = []
+    for row in rows:
+        ok = row["status"] == "ok"
+        num = (lambda key, fmt: format(row[key], fmt) if ok and row.get(key) is not None else "-")
+        lines.append([row["label"], row["status"] if ok or not row.get("error") else f"error: {row['error'][:80]}",
+                      str(row.get("threads", "-")), str(row.get("batch", "-")), num("median_ms", ".2f"),
+                      num("p90_ms", ".2f"), num("p99_ms", ".2f"), num("fps", ".1f"), num("load_seconds", ".2f"),
+                      num("peak_rss_mb", ".0f")])
+    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, ["-" * w for w in widths], *lines])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Latency of artifacts, each in its own process, timed interleaved.")
+    parser.add_argument("artifacts", nargs="+", type=Path, help=".pt/.safetensors (PyTorch eager), .onnx, .pte, .mlpackage")
+    parser.add_argument("--runs", type=int, default=100, help="timed iterations per artifact (default 100)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed iterations after loading (default 10)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaving rounds the runs are split into (default 10)")
+    parser.add_argument("--threads", type=int, help=f"intra-op threads (default: physical cores, {physical_cores()} here)")
+    parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    parser.add_argument("--no-cuda", action="store_true", help="time checkpoints on CPU only even if a GPU is present")
+    parser.add_argument("--omp-wait-policy", default=DEFAULT_OMP_WAIT_POLICY, choices=("PASSIVE", "ACTIVE", "inherit"),
+                        help="OMP_WAIT_POLICY of the workers (PyTorch's OpenMP pool; default PASSIVE, see README)")
+    parser.add_argument("--json", type=Path, help="also write the rows (with every timing) to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return _worker()
+    args = parse_args(argv)
+    for name in ("runs", "warmup", "rounds", "batch"):
+        if getattr(args, name) < (0 if name == "warmup" else 1):
+            print(f"error: --{name} must be >= {0 if name == 'warmup' else 1}", file=sys.stderr)
+            return 2
+    if args.threads is not None and args.threads < 1:
+        print("error: --threads must be >= 1", file=sys.stderr)
+        return 2
+    targets = []
+    for artifact in args.artifacts:
+        if args.no_cuda and artifact.suffix.lower() in CHECKPOINT_SUFFIXES:
+            targets.append(Target(artifact))
+        else:
+            targets += default_targets(artifact)
+    threads = args.threads or physical_cores()
+    rows = measure(targets, args.runs, args.warmup, args.rounds, threads, args.batch,
+                   omp_wait_policy=None if args.omp_wait_policy == "inherit" else args.omp_wait_policy)
+    print(f"machine: {machine_description(threads)}")
+    print(format_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine_description(), "threads": threads, "rows": rows}, indent=2) + "\n")
+    return 0 if all(r["status"] in ("ok", "needs macOS") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

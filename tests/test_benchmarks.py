@@ -1,0 +1,234 @@
+"""benchmarks/: latency statistics, Pareto front, run folders, accuracy metrics, and the report end to end."""
+import json
+import math
+import os
+from datetime import datetime
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import accuracy, latency, report
+from data import FASHION_MNIST_CLASSES, fashion_mnist_preprocess
+from model import create_model, save_checkpoint
+
+SIZE = 32
+
+
+# --- latency statistics -----------------------------------------------------------------------------
+def test_latency_stats_on_synthetic_timings():
+    times = np.random.default_rng(0).permutation(np.arange(1, 101, dtype=float))  # 1..100 ms, shuffled
+    stats = latency.latency_stats(times, batch=1)
+    assert stats["n"] == 100
+    assert stats["median_ms"] == pytest.approx(50.5)
+    assert stats["p90_ms"] == pytest.approx(90.1)  # linear interpolation between order statistics
+    assert stats["p99_ms"] == pytest.approx(99.01)
+    assert stats["min_ms"] == 1 and stats["max_ms"] == 100 and stats["mean_ms"] == pytest.approx(50.5)
+    assert stats["fps"] == pytest.approx(1000 / 50.5)
+    assert latency.latency_stats(times, batch=8)["fps"] == pytest.approx(8 * 1000 / 50.5)
+
+
+def test_latency_stats_outliers_move_p99_not_median():
+    stats = latency.latency_stats([2.0] * 95 + [200.0] * 5)
+    assert stats["median_ms"] == 2.0 and stats["p90_ms"] == 2.0
+    assert stats["p99_ms"] == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [1.0, -2.0]])
+def test_latency_stats_rejects_bad_timings(bad):
+    with pytest.raises(ValueError):
+        latency.latency_stats(bad)
+
+
+def test_runs_split_into_rotated_rounds():
+    assert latency.split_runs(100, 10) == [10] * 10
+    assert latency.split_runs(7, 3) == [3, 2, 2]
+    assert latency.split_runs(3, 10) == [1, 1, 1]  # never an empty block
+    orders = latency.round_orders(3, 3)
+    assert orders == [[0, 1, 2], [1, 2, 0], [2, 0, 1]]
+    assert {o[0] for o in orders} == {0, 1, 2}  # each worker goes first once
+
+
+def test_physical_cores_and_machine_line():
+    cores = latency.physical_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    assert latency.cpu_model()
+    assert f"{cores} physical core" in latency.machine_description()
+
+
+# --- Pareto front -------------------------------------------------------------------------------
+def test_pareto_front_on_synthetic_points():
+    points = [(1.0, 80.0),   # 0: fastest of its accuracy -> front
+              (2.0, 85.0),   # 1: front
+              (3.0, 84.0),   # 2: slower and worse than 1 -> dominated
+              (0.5, 70.0),   # 3: fastest -> front
+              (5.0, 90.0),   # 4: most accurate -> front
+              (2.0, 85.0),   # 5: duplicate of 1 -> kept with it
+              (1.0, 79.0),   # 6: same speed as 0, less accurate -> dominated
+              (math.nan, math.nan)]  # 7: unmeasured -> never on the front
+    assert report.pareto_front(points) == [3, 0, 1, 5, 4]
+    assert report.pareto_front([]) == []
+    assert report.pareto_front([(3.0, 50.0)]) == [0]
+
+
+# --- run folders --------------------------------------------------------------------------------
+def test_run_folders_never_overwrite(tmp_path):
+    now = datetime(2025, 1, 2, 3, 4, 5)
+    first = report.make_run_dir(tmp_path, now)
+    (first / "report.md").write_text("first")
+    second = report.make_run_dir(tmp_path, now)  # same second: a new folder, not the old one
+    third = report.make_run_dir(tmp_path, now)
+    assert first.name == "report-20250102-030405"
+    assert second.name == "report-20250102-030405-1" and third.name == "report-20250102-030405-2"
+    assert (first / "report.md").read_text() == "first"
+    assert not any(second.iterdir())
+    assert report.make_run_dir(tmp_path).name.startswith("report-")
+
+
+# --- accuracy metrics ---------------------------------------------------------------------------
+def test_topk_agreement_and_delta_on_synthetic_logits():
+    logits = np.array([[0.1, 0.9, 0.0, 0.0, 0.0, 0.0],    # predicts 1
+                       [0.8, 0.1, 0.05, 0.0, 0.0, 0.0],   # predicts 0
+                       [0.0, 0.0, 0.0, 0.0, 0.0, 1.0],    # predicts 5
+                       [0.3, 0.2, 0.1, 0.0, -1.0, 0.25]])  # predicts 0; label 4 is last -> not in top-5
+    labels = np.array([1, 1, 5, 4])
+    top5 = accuracy.topk_predictions(logits)
+    assert top5.shape == (4, 5) and list(top5[3]) == [0, 5, 1, 2, 3]
+    reference_top1 = np.array([1, 0, 3, 0])
+    m = accuracy.summarize(top5, labels, reference_top1)
+    assert m["top1"] == pytest.approx(50.0)
+    assert m["top5"] == pytest.approx(75.0)  # label 1 of image 1 is its 2nd choice
+    assert m["agreement"] == pytest.approx(75.0)  # image 2 disagrees
+    assert m["reference_top1"] == pytest.approx(25.0) and m["delta_top1"] == pytest.approx(25.0)
+    assert accuracy.summarize(top5, labels)["agreement"] is None
+    assert accuracy.topk_predictions(np.array([[1.0, 2.0]])).tolist() == [[1, 0]]  # fewer than 5 classes
+
+
+def test_artifact_spec_parsing_and_naming(tmp_path):
+    job = report.parse_spec("coreml:fp16+palettize4")
+    assert (job.format, job.precision, job.compress) == ("coreml", "fp16", "palettize4")
+    assert job.precision_label == "fp16 + palettize4"
+    assert report.parse_spec("coreml:int8").precision_label == "W8A8 (int8)"
+    assert report.artifact_path(report.parse_spec("onnx:int8"), tmp_path, "m", 32, 1, ".onnx").name == "m_32_int8.onnx"
+    assert report.artifact_path(job, tmp_path, "m", 32, 4, ".mlpackage").name == "m_32_fp16_palettize4_b4.mlpackage"
+    with pytest.raises(ValueError):
+        report.parse_spec("onnx")
+
+
+def test_reuse_requires_matching_intact_manifest(tmp_path):
+    from convert.manifest import finalize
+    artifact = tmp_path / "m_32_fp32.onnx"
+    tmp = tmp_path / ".partial-m_32_fp32.onnx"
+    tmp.write_bytes(b"not really onnx")
+    finalize(tmp, artifact, {"format": "onnx", "precision": "fp32", "details": {},
+                             "model": {"checkpoint_sha256": "abc", "input_size": 32},
+                             "input": {"shape": [1, 3, 32, 32]}, "verification": {"status": "passed"}})
+    job = report.parse_spec("onnx:fp32")
+    assert report.reusable(artifact, job, "abc", 32, 1)[0] is not None
+    assert "checkpoint sha256" in report.reusable(artifact, job, "other", 32, 1)[1]
+    assert "input size" in report.reusable(artifact, job, "abc", 64, 1)[1]
+    assert "batch" in report.reusable(artifact, job, "abc", 32, 2)[1]
+    assert "precision" in report.reusable(artifact, report.parse_spec("onnx:int8"), "abc", 32, 1)[1]
+    artifact.write_bytes(b"changed")
+    assert "changed" in report.reusable(artifact, job, "abc", 32, 1)[1]
+
+
+# --- latency workers ----------------------------------------------------------------------------
+def test_failing_artifacts_are_error_rows_not_crashes(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not an onnx model")
+    rows = latency.measure([latency.Target(broken), latency.Target(tmp_path / "missing.pte"),
+                            latency.Target(tmp_path / "m.mlpackage")], runs=3, rounds=1, warmup=1, progress=False)
+    assert rows[0]["status"] == "error" and "ONNX Runtime" in rows[0]["error"]
+    assert rows[1]["status"] == "error" and "not found" in rows[1]["error"]
+    if latency.needs_macos(tmp_path / "m.mlpackage"):
+        assert rows[2]["status"] == "needs macOS"
+
+
+# --- the report end to end ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("shunted_nano", num_classes=10, img_size=SIZE, labels=FASHION_MNIST_CLASSES)
+    meta = {**model.meta, "preprocess": fashion_mnist_preprocess(SIZE), "dataset": "fashion-mnist"}
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, meta)
+
+
+def _fashion_mnist_installed() -> bool:
+    try:
+        from data import build_dataset
+        build_dataset("fashion-mnist", "test", fashion_mnist_preprocess(SIZE), limit=1)
+        return True
+    except Exception:
+        return False
+
+
+def _check_outputs(run_dir):
+    files = {p.name for p in run_dir.iterdir()}
+    assert {"report.md", "report.json", "accuracy_vs_latency.png"} <= files
+    assert (run_dir / "accuracy_vs_latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((run_dir / "report.json").read_text())
+    md = (run_dir / "report.md").read_text()
+    assert "| " + " | ".join(report.COLUMNS) + " |" in md
+    assert data["columns"] == report.COLUMNS
+    for row in data["rows"]:
+        assert set(report.COLUMNS) <= set(row["cells"])
+    return data, md
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _fashion_mnist_installed(), reason="Fashion-MNIST not installed")
+def test_report_end_to_end_with_an_error_row(tiny_checkpoint, tmp_path):
+    argv = ["--checkpoint", str(tiny_checkpoint), "--artifacts", "onnx:fp32,onnx:fp64", "--limit", "24",
+            "--runs", "6", "--rounds", "2", "--warmup", "1", "--no-cuda",
+            "--artifacts-dir", str(tmp_path / "artifacts"), "--runs-dir", str(tmp_path / "runs")]
+    assert report.main(argv) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    data, md = _check_outputs(run_dir)
+    rows = {row["spec"]: row for row in data["rows"]}
+    assert list(rows) == ["pytorch:fp32", "onnx:fp32", "onnx:fp64"]
+    torch_row, onnx_row, bad = rows["pytorch:fp32"], rows["onnx:fp32"], rows["onnx:fp64"]
+    assert bad["status"] == "error" and "fp64" in bad["error"] and bad["cells"]["status"].startswith("error:")
+    assert onnx_row["status"] == "ok" and torch_row["status"] == "ok"
+    assert onnx_row["agreement"] == pytest.approx(100.0) and onnx_row["delta_top1"] == pytest.approx(0.0)
+    assert onnx_row["n"] == 24 and torch_row["speedup"] == pytest.approx(1.0)
+    assert onnx_row["median_ms"] > 0 and onnx_row["p90_ms"] >= onnx_row["median_ms"] and onnx_row["speedup"] > 0
+    # each row's peak memory is its own process's: ONNX Runtime never imports torch
+    assert 0 < onnx_row["peak_rss_mb"] < torch_row["peak_rss_mb"]
+    assert data["pareto"] and "fp64" in md
+    # a second report reuses the artifact (same checkpoint, precision, size) into a new folder
+    assert report.main(argv) == 0
+    second = max((tmp_path / "runs").iterdir())
+    assert second != run_dir
+    assert json.loads((second / "report.json").read_text())["rows"][1]["built"] == "reused"
+
+
+@pytest.mark.slow
+def test_report_with_random_weights_marks_accuracy_na(tmp_path):
+    argv = ["--model", "shunted_nano", "--imgsz", str(SIZE), "--artifacts", "executorch:fp64",
+            "--runs", "4", "--rounds", "2", "--warmup", "1", "--no-cuda",
+            "--artifacts-dir", str(tmp_path / "artifacts"), "--runs-dir", str(tmp_path / "runs")]
+    assert report.main(argv) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    data, md = _check_outputs(run_dir)
+    assert data["random_weights"] is True
+    torch_row, bad = data["rows"]
+    assert torch_row["cells"]["top-1"] == report.RANDOM_NA and torch_row["cells"]["agreement"] == report.RANDOM_NA
+    assert torch_row["median_ms"] > 0 and torch_row["cells"]["speed-up"] == "1.00x"
+    assert bad["status"] == "error" and "fp64" in bad["error"]
+    assert report.RANDOM_NA in md
+
+
+def test_accuracy_cli_on_an_image_folder(tiny_checkpoint, tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):  # ImageNet val layout: one sub-folder per class, no train/val split
+        (tmp_path / "val" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(tmp_path / "val" / label / f"{i}.png")
+    out = tmp_path / "rows.json"
+    assert accuracy.main([str(tiny_checkpoint), "--data", str(tmp_path / "val"), "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["status"] == "ok" and row["n"] == 6  # the whole folder, not a split of it
+    assert row["agreement"] == pytest.approx(100.0) and row["delta_top1"] == pytest.approx(0.0)
+    assert 0.0 <= row["top1"] <= row["top5"] <= 100.0
