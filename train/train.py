@@ -1,0 +1,223 @@
+"""Train or fine-tune a Shunted Transformer on Fashion-MNIST or an image folder.
+
+    python train/train.py --data fashion-mnist --img-size 32 --epochs 14 --output runs/fmnist
+    torchrun --nproc_per_node=4 train/train.py ...            (DDP: NCCL on GPUs, gloo on CPU)
+    python train/train.py --resume runs/fmnist/last.pt --epochs 20     (continue a run)
+    python train/train.py --checkpoint shunted_t.pth --reset-head --data my_images/ --img-size 224
+
+Every epoch writes OUTPUT/last.pt (weights, metadata, optimizer/scheduler/RNG state); the end of
+the run writes the weights-only OUTPUT/final.pt (or --final). --batch-size is per process.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Idle OpenMP threads sleep instead of spinning (set before torch loads OpenMP): on CPUs shared with
+# other jobs, spinning threads made 2-thread training about 20x slower than one thread.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import NamedTuple  # noqa: E402
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset  # noqa: E402
+
+from data import DataError, build_dataset, fashion_mnist_preprocess, imagenet_preprocess  # noqa: E402
+from model import create_model, list_models, make_meta  # noqa: E402
+from train import cli, distributed  # noqa: E402
+from train.evaluate import class_counts, summarize  # noqa: E402
+from train.loop import AMP_CHOICES, Precision, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
+from train.state import (read_training_state, rng_state, save_training_checkpoint, save_weights,  # noqa: E402
+                         set_rng_state)
+
+# Defaults are the recipe of the shipped weights/shunted_nano_fmnist.pt (see train/RESULTS.md).
+DEFAULTS = {"model": "shunted_nano", "data": "fashion-mnist", "img_size": None, "epochs": 14,
+            "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 1.0,
+            "label_smoothing": 0.1, "drop_path": 0.0, "clip_grad": 1.0, "seed": 0, "workers": None,
+            "output": "runs/train", "final": None, "weights_dtype": "float32", "steps": None, "amp": "auto"}
+WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Arguments not given stay None; :func:`resolve` fills them from --resume's run or DEFAULTS."""
+    p = cli.Parser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
+                formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=None)
+    p.add_argument("--model", choices=list_models(), help=f"variant (default {DEFAULTS['model']})")
+    p.add_argument("--data", help="'fashion-mnist', 'fashion-mnist:DIR' or a folder with one sub-folder per class")
+    p.add_argument("--img-size", type=int, help="input size, a multiple of 32 (default 32 for fashion-mnist, else 224)")
+    p.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
+    p.add_argument("--batch-size", type=int, help=f"per process (default {DEFAULTS['batch_size']})")
+    p.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {DEFAULTS['lr']})")
+    p.add_argument("--weight-decay", type=float, help=f"(default {DEFAULTS['weight_decay']})")
+    p.add_argument("--warmup-epochs", type=float, help=f"linear warm-up, then cosine (default {DEFAULTS['warmup_epochs']})")
+    p.add_argument("--label-smoothing", type=float, help=f"(default {DEFAULTS['label_smoothing']})")
+    p.add_argument("--drop-path", type=float, help=f"stochastic depth rate (default {DEFAULTS['drop_path']})")
+    p.add_argument("--clip-grad", type=float, help=f"max gradient norm, 0 = off (default {DEFAULTS['clip_grad']})")
+    p.add_argument("--seed", type=int, help=f"(default {DEFAULTS['seed']})")
+    p.add_argument("--workers", type=int, help="DataLoader workers per process (default 4 on CUDA, 0 on CPU)")
+    p.add_argument("--output", help=f"run folder for last.pt and final.pt (default {DEFAULTS['output']})")
+    p.add_argument("--final", help="path of the weights-only checkpoint written at the end (default OUTPUT/final.pt)")
+    p.add_argument("--weights-dtype", choices=list(WEIGHTS_DTYPES), help="storage dtype of the final weights")
+    p.add_argument("--resume", help="continue the run saved in this last.pt (its arguments are the defaults)")
+    p.add_argument("--checkpoint", help="start from these weights (official Shunted checkpoint or ours)")
+    p.add_argument("--reset-head", action="store_true", default=False,
+                   help="with --checkpoint: new randomly initialised head for the data's classes")
+    p.add_argument("--steps", type=int, help="cap on steps per epoch (quick tests)")
+    p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision on CUDA (default auto: bf16, else fp16)")
+    return p.parse_args(argv)
+
+
+def resolve(args: argparse.Namespace, saved: dict | None) -> dict:
+    """Given arguments, else those of the resumed run, else DEFAULTS."""
+    given = {k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS}
+    config = {**DEFAULTS, **(saved or {}), **given}
+    for key in ("epochs", "batch_size", "steps"):
+        if config[key] is not None and config[key] <= 0:
+            raise ValueError(f"--{key.replace('_', '-')} must be positive, got {config[key]}")
+    return config
+
+
+def is_fashion_mnist(source: str) -> bool:
+    return source.split(":", 1)[0] == "fashion-mnist"
+
+
+def prepare_output(config: dict) -> tuple[Path, Path]:
+    """The run folder (created, checked writable) and the final weights path."""
+    output = Path(config["output"])
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as err:
+        raise ValueError(f"output folder {output} is not writable ({err.strerror or err}); pass another --output") from None
+    return output, Path(config["final"]) if config["final"] else output / "final.pt"
+
+
+def build_model(args: argparse.Namespace, config: dict, spec: dict, classes: list[str]) -> nn.Module:
+    """A fresh or fine-tuned model whose metadata describes this run's data and preprocessing."""
+    model = create_model(config["model"], num_classes=len(classes), checkpoint_path=args.checkpoint,
+                         img_size=config["img_size"], reset_head=args.reset_head, labels=classes,
+                         drop_path_rate=config["drop_path"])
+    source = f"train/train.py on {config['data']}" + (f" from {Path(args.checkpoint).name}" if args.checkpoint else "")
+    model.meta = make_meta(model.meta["variant"], len(classes), config["img_size"], classes, spec, source=source,
+                           dataset=str(config["data"]))
+    return model
+
+
+class Data(NamedTuple):
+    train_set: Dataset
+    sampler: DistributedSampler
+    train_loader: DataLoader
+    val_loader: DataLoader | None  # this process's share of the val split, without padding
+
+
+def load_data(config: dict, spec: dict, ctx: distributed.Context) -> Data:
+    workers = config["workers"] if config["workers"] is not None else (4 if ctx.device.type == "cuda" else 0)
+    pin = ctx.device.type == "cuda"
+    train_set = build_dataset(config["data"], "train", spec, train=True, seed=config["seed"])
+    if len(train_set) == 0:
+        raise DataError(f"no training images in {config['data']}: add images to its class folders")
+    sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config["seed"])
+    train_loader = DataLoader(train_set, config["batch_size"], sampler=sampler, num_workers=workers, pin_memory=pin)
+    val_set = build_dataset(config["data"], "val", spec)
+    shard = Subset(val_set, range(ctx.rank, len(val_set), ctx.world_size))
+    val_loader = DataLoader(shard, 2 * config["batch_size"], num_workers=workers, pin_memory=pin) if len(val_set) else None
+    return Data(train_set, sampler, train_loader, val_loader)
+
+
+def run(argv: list[str] | None = None) -> nn.Module:
+    """Parse ``argv``, train, and return the trained model (unwrapped, on its device)."""
+    args = parse_args(argv)
+    if args.resume and args.checkpoint:
+        raise ValueError("pass either --resume (continue a run) or --checkpoint (start from weights), not both")
+    if args.reset_head and not args.checkpoint:
+        raise ValueError("--reset-head needs --checkpoint (the weights to fine-tune)")
+    saved = read_training_state(args.resume) if args.resume else None
+    config = resolve(args, saved["args"] if saved else None)
+    with distributed.session() as ctx:
+        return _train(args, config, saved, ctx)
+
+
+def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: distributed.Context) -> nn.Module:
+    started = time.perf_counter()
+    output, final_path = prepare_output(config)
+    precision = Precision.choose(config["amp"], ctx.device)
+    torch.manual_seed(config["seed"])  # identical initial weights on every process
+    if saved:
+        model = create_model(config["model"], checkpoint_path=args.resume, drop_path_rate=config["drop_path"])
+        model.meta = saved["meta"]
+        data = load_data(config, model.meta["preprocess"], ctx)
+    else:
+        config["img_size"] = config["img_size"] or (32 if is_fashion_mnist(config["data"]) else 224)
+        spec = (fashion_mnist_preprocess if is_fashion_mnist(config["data"]) else imagenet_preprocess)(config["img_size"])
+        data = load_data(config, spec, ctx)
+        model = build_model(args, config, spec, data.train_set.classes)
+    meta, classes = model.meta, data.train_set.classes
+    if len(classes) != meta["num_classes"]:
+        raise ValueError(f"{config['data']} has {len(classes)} classes but {args.resume} has {meta['num_classes']}")
+
+    model.to(ctx.device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
+    steps = min(len(data.train_loader), config["steps"] or len(data.train_loader))
+    optimizer = make_optimizer(model, config["lr"], config["weight_decay"])
+    scheduler = make_scheduler(optimizer, round(config["warmup_epochs"] * steps), config["epochs"] * steps)
+    scaler = precision.scaler(ctx.device)
+    ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
+        if ctx.world_size > 1 else model
+    criterion = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+
+    start_epoch, history = 0, []
+    torch.manual_seed(config["seed"] + ctx.rank)  # different drop-path masks per process
+    if saved:
+        start_epoch, history = saved["epoch"], saved["history"]
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        if len(saved["rng"]) == ctx.world_size:
+            set_rng_state(saved["rng"][ctx.rank], ctx.device)
+    if ctx.is_main:
+        print(f"{meta['variant']} at {meta['input_size']}px, {len(classes)} classes, {len(data.train_set)} train images, "
+              f"{steps} steps/epoch x {ctx.world_size} process(es) on {ctx.device}"
+              + (f", resuming after epoch {start_epoch}" if saved else ""), flush=True)
+
+    for epoch in range(start_epoch, config["epochs"]):
+        data.sampler.set_epoch(epoch)
+        data.train_set.set_epoch(epoch)
+        stats = train_one_epoch(ddp, data.train_loader, steps, optimizer=optimizer, scheduler=scheduler,
+                                scaler=scaler, criterion=criterion, precision=precision,
+                                clip_grad=config["clip_grad"], ctx=ctx, desc=f"epoch {epoch + 1}/{config['epochs']}")
+        distributed.broadcast_buffers(model, ctx)
+        val = None
+        if data.val_loader is not None:
+            counts = class_counts(model, data.val_loader, ctx.device, meta["num_classes"])
+            val = summarize(distributed.all_reduce_sum(counts, ctx), classes)
+        history.append({"epoch": epoch + 1, "loss": round(stats["loss"], 4), "train_acc": round(stats["acc"], 2),
+                        "val_top1": val and val["top1"], "val_top5": val and val["top5"],
+                        "seconds": round(stats["seconds"], 1), "img_s": round(stats["img_s"], 1)})
+        rng_states = distributed.gather_objects(rng_state(ctx.device), ctx)
+        if ctx.is_main:
+            save_training_checkpoint(output / "last.pt", model, meta, epoch=epoch + 1, optimizer=optimizer,
+                                     scheduler=scheduler, scaler=scaler, rng_states=rng_states, args=config,
+                                     history=history)
+            h = history[-1]
+            val_text = f"{val['top1']:.2f}%" if val else "- (no val split)"
+            print(f"epoch {h['epoch']}/{config['epochs']}: loss {h['loss']:.4f}, train acc {h['train_acc']:.2f}%, "
+                  f"val top-1 {val_text}, {h['seconds']:.0f} s, {h['img_s']:.0f} img/s", flush=True)
+    if ctx.is_main:
+        save_weights(final_path, model, meta, WEIGHTS_DTYPES[config["weights_dtype"]], history, config)
+        print(f"wrote {output / 'last.pt'} and {final_path} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_cli(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
