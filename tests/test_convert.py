@@ -86,7 +86,8 @@ def test_executorch_matches_pytorch_in_its_runtime(checkpoint, tmp_path):
 def test_coreml_package_is_an_image_classifier(checkpoint, tmp_path, precision):
     import coremltools as ct
     out = tmp_path / f"m_{precision}.mlpackage"
-    convert_ok(to_coreml.CONVERTER, ["--checkpoint", checkpoint, "--output", out, "--precision", precision])
+    convert_ok(to_coreml.CONVERTER, ["--checkpoint", checkpoint, "--output", out, "--precision", precision,
+                                     "--eval-images", "50"])
     spec = ct.models.MLModel(str(out), skip_model_load=True).get_spec()
     assert spec.description.input[0].type.WhichOneof("Type") == "imageType"
     assert spec.description.predictedFeatureName == "classLabel"
