@@ -1,0 +1,167 @@
+"""train/: training falls in loss, resumes, fine-tunes onto new classes, fails cleanly; DDP; shipped weights."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from data import FASHION_MNIST_CLASSES, DataError, build_dataset, fashion_mnist_preprocess  # noqa: E402
+from data.fashion_mnist import load_fashion_mnist  # noqa: E402
+from model import create_model, file_sha256, make_meta, save_checkpoint  # noqa: E402
+from train import train as train_cli  # noqa: E402
+from train.evaluate import main as evaluate_main  # noqa: E402
+
+SHIPPED = ROOT / "weights" / "shunted_nano_fmnist.pt"
+COLORS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
+QUICK = ["--img-size", "32", "--batch-size", "6", "--warmup-epochs", "0", "--label-smoothing", "0"]
+
+
+def fashion_mnist_available() -> bool:
+    try:
+        load_fashion_mnist(None, "test")
+        return True
+    except DataError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train faster on one thread, and other jobs may share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Three colour classes, 15 noisy 40x40 PNGs each (80/10/10 split: 11 train, 2 val, 2 test)."""
+    root = tmp_path_factory.mktemp("colors")
+    rng = np.random.default_rng(0)
+    for name, color in COLORS.items():
+        (root / name).mkdir()
+        for i in range(15):
+            pixels = np.clip(np.array(color) + rng.normal(0, 40, (40, 40, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def training_state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_loss_falls(folder, tmp_path):
+    train_cli.run(["--data", str(folder), "--epochs", "5", "--lr", "1e-3", "--output", str(tmp_path), *QUICK])
+    history = training_state(tmp_path / "last.pt")["extra"]["history"]
+    assert len(history) == 5 and all(h["img_s"] > 0 for h in history)
+    assert history[-1]["loss"] < 0.7 * history[0]["loss"], history
+
+
+def test_resume_continues_from_saved_epoch(folder, tmp_path, capsys):
+    args = ["--data", str(folder), "--output", str(tmp_path), *QUICK]
+    train_cli.run([*args, "--epochs", "1"])
+    first = training_state(tmp_path / "last.pt")["extra"]
+    steps = int(first["optimizer"]["state"][0]["step"])
+    assert first["epoch"] == 1 and steps == 6  # 33 images, 6 per batch
+
+    train_cli.run(["--resume", str(tmp_path / "last.pt"), "--epochs", "3"])
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    extra = training_state(tmp_path / "last.pt")["extra"]
+    assert extra["epoch"] == 3 and [h["epoch"] for h in extra["history"]] == [1, 2, 3]
+    assert int(extra["optimizer"]["state"][0]["step"]) == 3 * steps  # Adam moments continued, not restarted
+    assert extra["scheduler"]["last_epoch"] == 3 * steps
+    assert extra["args"]["batch_size"] == 6 and extra["args"]["data"] == str(folder)  # the run's own settings
+
+
+def test_finetune_with_reset_head_gets_new_labels(folder, tmp_path):
+    base = tmp_path / "fmnist10.pt"
+    torch.manual_seed(0)
+    model = create_model("shunted_nano", num_classes=10, img_size=32)
+    save_checkpoint(base, model, make_meta("shunted_nano", 10, 32, FASHION_MNIST_CLASSES, fashion_mnist_preprocess(32)))
+
+    assert train_cli.main(["--checkpoint", str(base), "--data", str(folder), "--output", str(tmp_path), *QUICK]) == 2
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="3-class head"):
+        tuned = train_cli.run(["--checkpoint", str(base), "--reset-head", "--data", str(folder), "--epochs", "1",
+                               "--output", str(out), *QUICK])
+    meta = training_state(out / "final.pt")["meta"]
+    assert meta["labels"] == sorted(COLORS) and meta["num_classes"] == 3 and tuned.head.out_features == 3
+    assert meta["preprocess"]["grayscale"] is False and meta["preprocess"]["crop"] == 32
+
+    reloaded = create_model(checkpoint_path=out / "final.pt")
+    assert reloaded.meta["labels"] == sorted(COLORS)
+    assert evaluate_main([str(out / "final.pt"), "--data", str(folder), "--split", "val"]) == 0
+    report = json.loads((out / "final.accuracy.json").read_text())
+    assert report["n"] == 6 and set(report["per_class"]) == set(COLORS)
+    assert report["checkpoint_sha256"] == file_sha256(out / "final.pt") and 0 <= report["top1"] <= report["top5"]
+
+
+@pytest.mark.parametrize("case", ["empty folder", "missing idx", "bad path", "unwritable output"])
+def test_user_mistakes_exit_2_with_one_line(case, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    args = {"empty folder": ["--data", str(tmp_path / "empty")],
+            "missing idx": ["--data", f"fashion-mnist:{tmp_path / 'empty'}"],
+            "bad path": ["--data", str(tmp_path / "nope")],
+            "unwritable output": ["--output", str(tmp_path / "a_file" / "run")]}[case]
+    proc = subprocess.run([sys.executable, str(ROOT / "train" / "train.py"), *args, "--epochs", "1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)  # cwd: not the repo root
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_evaluate_missing_checkpoint_exits_2(tmp_path, capsys):
+    assert evaluate_main([str(tmp_path / "nope.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: checkpoint") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_ranks_hold_identical_weights_and_buffers(folder, tmp_path):
+    helper = tmp_path / "ddp_helper.py"
+    helper.write_text(textwrap.dedent(f"""
+        import hashlib, os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from train.train import run
+        model = run(sys.argv[2:])
+        digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in model.state_dict().values()))
+        with open(os.path.join(sys.argv[1], "rank" + os.environ["RANK"]), "w") as f:
+            f.write(digest.hexdigest())
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(helper),
+           str(tmp_path), "--data", str(folder), "--epochs", "1", "--steps", "3", "--batch-size", "2",
+           "--img-size", "32", "--output", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stdout
+    digests = [(tmp_path / f"rank{r}").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1]
+    extra = training_state(tmp_path / "run" / "last.pt")["extra"]
+    assert int(extra["optimizer"]["state"][0]["step"]) == 3 and len(extra["rng"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not fashion_mnist_available(), reason="Fashion-MNIST not installed")
+def test_shipped_default_checkpoint_reaches_90_percent():
+    assert SHIPPED.stat().st_size <= 5 * 2**20
+    model = create_model(checkpoint_path=SHIPPED).eval()
+    meta = model.meta
+    assert meta["variant"] == "shunted_nano" and meta["labels"] == FASHION_MNIST_CLASSES
+    images, targets = build_dataset("fashion-mnist", "test", meta["preprocess"]).as_tensor()
+    with torch.no_grad():
+        predictions = torch.cat([model(batch).argmax(1) for batch in images.split(500)])
+    top1 = 100.0 * (predictions == targets).double().mean().item()
+    assert len(targets) == 10000 and top1 >= 90.0
+    report = json.loads(SHIPPED.with_suffix(".accuracy.json").read_text())
+    assert report["checkpoint_sha256"] == file_sha256(SHIPPED) and abs(report["top1"] - top1) < 0.01

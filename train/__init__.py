@@ -1,0 +1,1 @@
+"""Training (``train/train.py``, single process or torchrun DDP) and evaluation (``train/evaluate.py``)."""
