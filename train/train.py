@@ -37,7 +37,8 @@ from train.loop import AMP_CHOICES, Precision, make_optimizer, make_scheduler, t
 from train.state import (read_training_state, rng_state, save_training_checkpoint, save_weights,  # noqa: E402
                          set_rng_state)
 
-# Defaults are the recipe of the shipped weights/shunted_nano_fmnist.pt (see train/RESULTS.md).
+# Defaults: the recipe of weights/shunted_nano_fmnist.pt, which ran as 2 processes x --batch-size 64
+# (same global batch; train/RESULTS.md).
 DEFAULTS = {"model": "shunted_nano", "data": "fashion-mnist", "img_size": None, "epochs": 14,
             "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 1.0,
             "label_smoothing": 0.1, "drop_path": 0.0, "clip_grad": 1.0, "seed": 0, "workers": None,
