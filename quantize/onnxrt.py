@@ -1,6 +1,6 @@
 """ONNX Runtime static QDQ quantization of an exported fp32 model.
 
-Defaults chosen by measurement on this CPU class (AVX2, no VNNI; README, "Quantization"): all
+Defaults chosen by measurement on the development machine (2-core AMD EPYC VM; README, "Quantization"): all
 Conv nodes quantized (depthwise included: leaving them float adds Q/DQ pairs that cost more
 than they save), MatMul (attention) left float, uint8 activations with int8 per-channel weights.
 """
