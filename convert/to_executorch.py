@@ -18,7 +18,7 @@ if __package__ in (None, ""):
 import torch
 
 from convert.pipeline import Converter, ConvertError, Exported, Job, main
-from model.shunted import use_conv_channel_means
+from model.shunted import set_channel_norm
 from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 
 BACKENDS = ("xnnpack", "coreml", "portable")
@@ -67,7 +67,7 @@ def prepare_model(job: Job) -> torch.nn.Module:
     """The deploy model in the form the backend runs best; PT2E-quantized for int8."""
     backend, model = job.args.backend, job.deploy_model
     if backend == "xnnpack":
-        model = use_conv_channel_means(model)
+        model = set_channel_norm(model, "conv")
     if job.precision == "int8":
         if backend != "xnnpack":
             raise ConvertError("--precision int8 is built for the XNNPACK backend; use --backend xnnpack")

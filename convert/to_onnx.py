@@ -1,5 +1,9 @@
 """Export to ONNX (torch.onnx dynamo exporter, opset >= 18), checked and verified with ONNX Runtime.
 
+LayerNorms are exported channels-last as fused ``LayerNormalization`` and GELU as the opset-20
+``Gelu`` op: ONNX Runtime runs both as single kernels, and its channels-last int8 convs absorb
+the transposes (README, "Quantization").
+
     python convert/to_onnx.py                                  # the shipped default model
     python convert/to_onnx.py --model shunted_t --checkpoint shunted_t.pth --output t.onnx
 """
@@ -15,13 +19,15 @@ if __package__ in (None, ""):
 import torch
 
 from convert.pipeline import Converter, ConvertError, Exported, Job, main
+from model.shunted import set_channel_norm
 from quantize.onnxrt import ACTIVATIONS, METHODS, quantize_qdq
 
-OPSET = 18
+MIN_OPSET = 18
+OPSET = 20  # the first with a Gelu op
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (>= {OPSET})")
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}, >= {MIN_OPSET})")
     parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
     parser.add_argument("--calib-method", choices=METHODS, default="minmax", help="int8 calibration method")
     parser.add_argument("--activation-type", choices=ACTIVATIONS, default="uint8", help="int8 activation type")
@@ -30,14 +36,15 @@ def add_arguments(parser) -> None:
 def export_onnx(job: Job, tmp: Path) -> Exported:
     import onnx
     args = job.args
-    if args.opset < OPSET:
-        raise ConvertError(f"--opset {args.opset} is too old; use {OPSET} or newer")
+    if args.opset < MIN_OPSET:
+        raise ConvertError(f"--opset {args.opset} is too old; use {MIN_OPSET} or newer")
     example = job.example
     dynamic_shapes = None
     if args.dynamic_batch:  # a batch of 1 would be specialised away, so trace with 2
         example = torch.cat([example, example]) if len(example) == 1 else example
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},)
-    program = torch.onnx.export(job.deploy_model, (example,), None, dynamo=True, opset_version=args.opset,
+    model = set_channel_norm(job.deploy_model, "last_axis")
+    program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=args.opset,
                                 input_names=["input"], output_names=["logits"],
                                 dynamic_shapes=dynamic_shapes, verbose=False)
     proto = program.model_proto

@@ -64,28 +64,59 @@ def check_input_size(size: int) -> None:
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel axis of a (B, C, H, W) tensor.
 
-    ``reduce_with_conv`` computes the channel means with a 1x1 convolution of weight 1/C instead
-    of ``mean(dim=1)``: the same numbers, but an op that XNNPACK delegates (its mean only pools
-    over H and W), so an ExecuTorch graph is not cut into pieces at every norm.
+    The same function in three forms (``mode``, set per backend with :func:`set_channel_norm`):
+    - ``"mean"``: ``mean(dim=1)`` statistics, no layout change (PyTorch, Core ML);
+    - ``"conv"``: the channel means as a 1x1 convolution of weight 1/C, an op that XNNPACK
+      delegates (its mean only pools over H and W), so an ExecuTorch graph is not cut at every norm;
+    - ``"last_axis"``: transpose to channels-last and use the fused ``layer_norm`` (ONNX
+      ``LayerNormalization``); ONNX Runtime runs its int8 convs channels-last and cancels the
+      transposes, so the graph becomes one fused op per norm instead of ten elementwise ones.
     """
+
+    MODES = ("mean", "conv", "last_axis")
 
     def __init__(self, channels: int, eps: float):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(channels, 1, 1))
         self.eps = eps
-        self.reduce_with_conv = False
+        self.mode = "mean"
+        self.affine = True  # False once fold_affine_into() moved weight and bias into the next layers
         self.register_buffer("mean_weight", torch.full((1, channels, 1, 1), 1.0 / channels), persistent=False)
 
     def _channel_mean(self, x: torch.Tensor) -> torch.Tensor:
-        if self.reduce_with_conv:
+        if self.mode == "conv":
             return F.conv2d(x, self.mean_weight)
         return x.mean(dim=1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "last_axis":
+            channels = x.shape[1]
+            weight, bias = (self.weight.reshape(channels), self.bias.reshape(channels)) if self.affine else (None, None)
+            return F.layer_norm(x.permute(0, 2, 3, 1), (channels,), weight, bias, self.eps).permute(0, 3, 1, 2)
         centred = x - self._channel_mean(x)
         var = self._channel_mean(centred * centred)
-        return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        normalized = centred * torch.rsqrt(var + self.eps)
+        return normalized * self.weight + self.bias if self.affine else normalized
+
+    @torch.no_grad()
+    def fold_affine_into(self, *consumers: nn.Conv2d | nn.Linear) -> None:
+        """Move weight and bias into the layers that read this norm's output (all of them).
+
+        Exact for unpadded convs and linear layers: W x (gamma n + beta) + b =
+        (W gamma) n + (b + W beta). Saves a multiply and an add over the tensor per norm.
+        """
+        if any(isinstance(layer, nn.Conv2d) and any(layer.padding) for layer in consumers):
+            raise ValueError("a padded conv reads zeros where the norm's bias would be; cannot fold into it")
+        gamma, beta = self.weight.flatten(), self.bias.flatten()
+        for layer in consumers:
+            shape = (1, -1) + (1,) * (layer.weight.dim() - 2)
+            extra_bias = (layer.weight * beta.reshape(shape)).flatten(1).sum(1)
+            layer.weight.mul_(gamma.reshape(shape))
+            layer.bias.add_(extra_bias)
+        self.weight.fill_(1.0)
+        self.bias.zero_()
+        self.affine = False
 
 
 def pointwise(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
@@ -161,6 +192,12 @@ class ShuntedAttention(nn.Module):
             self.kv = pointwise(dim, 2 * dim)
             self.local = depthwise3x3(dim)
         self.proj = pointwise(dim, dim)
+
+    def input_layers(self) -> list[nn.Conv2d]:
+        """Every layer that reads the attention input."""
+        if self.sr_ratio > 1:
+            return [self.q, self.coarse.reduce, self.fine.reduce]
+        return [self.q, self.kv]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -301,8 +338,14 @@ class ShuntedTransformer(nn.Module):
         _init_weights(self.head)
 
     @torch.no_grad()
-    def fuse_for_deploy(self) -> "ShuntedTransformer":
-        """Fold stem BatchNorms into their convs and the attention scale into q; eval mode only."""
+    @torch.no_grad()
+    def fuse_for_deploy(self, fold_norms: bool = True) -> "ShuntedTransformer":
+        """Fold into the convs what needs no op of its own; the outputs stay the same. Eval mode only.
+
+        Stem BatchNorms into their convs, the attention scale into q and, with ``fold_norms``, the
+        affine part of the norms that feed only linear layers (each block's two norms, the final
+        norm into the head): a backend that fuses whole norms (Core ML) gains nothing from that.
+        """
         if self.training:
             raise RuntimeError("fuse_for_deploy() needs eval mode: call model.eval() first")
         self.stages[0].entry.fold_batchnorm()
@@ -311,14 +354,21 @@ class ShuntedTransformer(nn.Module):
                 module.q.weight.mul_(module.scale)
                 module.q.bias.mul_(module.scale)
                 module.scale = 1.0
+            if fold_norms and isinstance(module, ShuntedBlock) and module.norm1.affine:
+                module.norm1.fold_affine_into(*module.attn.input_layers())
+                module.norm2.fold_affine_into(module.mlp.fc1)
+        if fold_norms and self.stages[-1].norm.affine:
+            self.stages[-1].norm.fold_affine_into(self.head)  # the mean pool between them is linear
         return self
 
 
-def use_conv_channel_means(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch every LayerNorm2d to 1x1-conv channel means (for XNNPACK); returns the model."""
+def set_channel_norm(model: nn.Module, mode: str) -> nn.Module:
+    """Put every LayerNorm2d of ``model`` in ``mode`` (see LayerNorm2d.MODES); returns the model."""
+    if mode not in LayerNorm2d.MODES:
+        raise ValueError(f"unknown channel-norm mode {mode!r}; use one of {', '.join(LayerNorm2d.MODES)}")
     for module in model.modules():
         if isinstance(module, LayerNorm2d):
-            module.reduce_with_conv = enabled
+            module.mode = mode
     return model
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from data import DataError, build_dataset
 from model import CheckpointError, create_model
-from model.shunted import use_conv_channel_means
+from model.shunted import set_channel_norm
 from quantize.calibration import calibration_batch
 from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 
@@ -56,7 +56,7 @@ class Study:
     """fp32 model, calibration images, held-out images (+ labels) and the fp32 reference on them."""
 
     def __init__(self, model: torch.nn.Module, calibration: np.ndarray, held_out: np.ndarray, labels: np.ndarray | None):
-        self.model = use_conv_channel_means(model.eval().fuse_for_deploy())
+        self.model = set_channel_norm(model.eval().fuse_for_deploy(), "conv")
         self.calibration, self.held_out, self.labels = calibration, held_out, labels
         self.example = torch.from_numpy(held_out[:1])
         self.reference = _logits(self.model, held_out, 1)

@@ -4,6 +4,7 @@ import torch
 
 from model import CheckpointError, create_model, list_models, save_checkpoint
 from model.graph_stats import count_macs, export, graph_stats
+from model.shunted import LayerNorm2d, set_channel_norm
 
 EDGE = ["shunted_nano", "shunted_micro"]
 
@@ -52,6 +53,24 @@ def test_export_is_rank4_static_and_lean(name):
     assert stats["layout_ops"] <= 12 * blocks + 1  # see the README's per-block table
 
 
+@pytest.mark.parametrize("mode", ["conv", "last_axis"])
+def test_channel_norm_modes_compute_the_same_function(mode):
+    torch.manual_seed(0)
+    model = create_model("shunted_nano").eval()
+    for norm in model.modules():
+        if isinstance(norm, LayerNorm2d):
+            norm.weight.data.uniform_(0.5, 1.5)
+            norm.bias.data.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        reference = model(x)
+        other = set_channel_norm(model, mode)(x)
+    assert all(n.mode == mode for n in model.modules() if isinstance(n, LayerNorm2d))
+    torch.testing.assert_close(other, reference, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="last_axis"):
+        set_channel_norm(model, "batch")
+
+
 def test_fuse_for_deploy_keeps_outputs():
     torch.manual_seed(0)
     model = create_model("shunted_s").eval()  # has an extra stem conv + BN
@@ -60,12 +79,21 @@ def test_fuse_for_deploy_keeps_outputs():
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
+        if isinstance(m, LayerNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         before = model(x)
         after = model.fuse_for_deploy()(x)
+        last_axis = set_channel_norm(model, "last_axis")(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    folded = [m for m in model.modules() if isinstance(m, LayerNorm2d) and not m.affine]
+    assert len(folded) == 2 * sum(model.config.depths) + 1  # two per block, the final norm
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(last_axis, before, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="padded"):
+        model.stages[0].norm.fold_affine_into(model.stages[1].entry.proj)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
