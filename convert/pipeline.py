@@ -85,6 +85,7 @@ class Converter:
     export: Callable[[Job, Path], Exported]
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     name_tag: Callable[[argparse.Namespace], str] = lambda args: ""
+    fold_norms: bool = True  # see ShuntedTransformer.fuse_for_deploy
 
 
 def build_parser(converter: Converter) -> argparse.ArgumentParser:
@@ -162,7 +163,7 @@ def prepare(converter: Converter, args: argparse.Namespace) -> tuple[Job, Path]:
     if checkpoint is not None:
         meta.update(checkpoint=str(checkpoint), checkpoint_sha256=file_sha256(checkpoint))
     output = _resolve_output(converter, args, meta, checkpoint)
-    deploy_model = copy.deepcopy(model).fuse_for_deploy()
+    deploy_model = copy.deepcopy(model).fuse_for_deploy(fold_norms=converter.fold_norms)
     size = meta["input_size"]
     example = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     return Job(args, model, deploy_model, meta, example, checkpoint), output
