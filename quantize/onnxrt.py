@@ -1,8 +1,9 @@
 """ONNX Runtime static QDQ quantization of an exported fp32 model.
 
-Defaults chosen by measurement on the development machine (2-core AMD EPYC VM; README, "Quantization"): all
-Conv nodes quantized (depthwise included: leaving them float adds Q/DQ pairs that cost more
-than they save), MatMul (attention) left float, uint8 activations with int8 per-channel weights.
+Defaults chosen by measurement on the development machine (2-core AMD EPYC VM; README, "Quantization"):
+all Conv nodes (depthwise included: leaving them float adds Q/DQ pairs that cost more than they
+save) and the residual Adds (QLinearAdd keeps the residual stream int8), MatMul (attention) left
+float, uint8 activations with int8 per-channel weights.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 
 METHODS = ("minmax", "entropy", "percentile")
 ACTIVATIONS = ("uint8", "int8")
-QUANTIZED_OPS = ("Conv",)
+QUANTIZED_OPS = ("Conv", "Add")
 
 
 def float_nodes(model_path: Path, float_modules: Iterable[str]) -> list[str]:

@@ -85,3 +85,9 @@ def test_int8_onnx_of_default_model_keeps_accuracy(tmp_path):
         assert accuracy["top1_agreement"] >= 0.98 and accuracy["delta_top1_points"] >= -1.0
     fp32_bytes = 4 * sum(p.numel() for p in create_model(checkpoint_path=DEFAULT).parameters())
     assert manifest["size_bytes"] <= 0.3 * fp32_bytes
+    import onnx
+    graph = onnx.load(str(out)).graph
+    produced_by = {output: node.op_type for node in graph.node for output in node.output}
+    quantized = [n for n in graph.node if n.op_type in ("Conv", "Add")
+                 and all(produced_by.get(i) == "DequantizeLinear" for i in n.input[:2])]
+    assert {n.op_type for n in quantized} == {"Conv", "Add"}  # QDQ around convs and residual adds
