@@ -9,25 +9,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from apps import sources, webcam, window
 from apps.outputs import save_snapshot
 from apps.sources import Frame, Grabber
-from data import FASHION_MNIST_CLASSES, fashion_mnist_preprocess
-from model import create_model, save_checkpoint
+from data import FASHION_MNIST_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 WEBCAM = ROOT / "apps" / "webcam.py"
 FRAMES, W, H, FPS = 12, 64, 48, 12.0
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model("shunted_nano", num_classes=10, img_size=32, labels=FASHION_MNIST_CLASSES)
-    meta = {**model.meta, "preprocess": fashion_mnist_preprocess(32), "dataset": "fashion-mnist"}
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "nano.pt", model, meta)
 
 
 def shapes(i: int) -> np.ndarray:

@@ -10,17 +10,9 @@ import torch
 from convert import to_coreml, to_executorch, to_onnx
 from convert.pipeline import Converter, main
 from data import FASHION_MNIST_CLASSES, build_dataset, fashion_mnist_preprocess
-from model import create_model, save_checkpoint
+from model import create_model
 
 SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model("shunted_nano", num_classes=10, img_size=SIZE, labels=FASHION_MNIST_CLASSES)
-    meta = {**model.meta, "preprocess": fashion_mnist_preprocess(SIZE), "dataset": "fashion-mnist"}
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "nano.pt", model, meta)
 
 
 def inputs_for_check(n_random=4):

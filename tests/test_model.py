@@ -53,14 +53,22 @@ def test_export_is_rank4_static_and_lean(name):
     assert stats["layout_ops"] <= 12 * blocks + 1  # see the README's per-block table
 
 
+def randomize_norms(model):
+    """Non-trivial statistics and affine parameters in every BatchNorm and LayerNorm2d, so folding shows."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+        if isinstance(m, (torch.nn.BatchNorm2d, LayerNorm2d)):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return model
+
+
 @pytest.mark.parametrize("mode", ["conv", "last_axis"])
 def test_channel_norm_modes_compute_the_same_function(mode):
     torch.manual_seed(0)
-    model = create_model("shunted_nano").eval()
-    for norm in model.modules():
-        if isinstance(norm, LayerNorm2d):
-            norm.weight.data.uniform_(0.5, 1.5)
-            norm.bias.data.uniform_(-0.5, 0.5)
+    model = randomize_norms(create_model("shunted_nano").eval())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         reference = model(x)
@@ -73,15 +81,7 @@ def test_channel_norm_modes_compute_the_same_function(mode):
 
 def test_fuse_for_deploy_keeps_outputs():
     torch.manual_seed(0)
-    model = create_model("shunted_s").eval()  # has an extra stem conv + BN
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-        if isinstance(m, LayerNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
+    model = randomize_norms(create_model("shunted_s").eval())  # has an extra stem conv + BN
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         before = model(x)

@@ -3,13 +3,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from benchmarks import op_profile
 from convert import to_executorch, to_onnx
 from convert.pipeline import main as convert_main
-from data import FASHION_MNIST_CLASSES, fashion_mnist_preprocess, preprocess_batch
-from model import create_model, save_checkpoint
+from data import fashion_mnist_preprocess, preprocess_batch
 
 SIZE = 32
 FAST = op_profile.Plan(runs=3, warmup=1, threads=2)
@@ -96,12 +94,9 @@ def test_bad_counts_exit_2(capsys, flag, value, message):
 
 # --- real tiny artifacts (converters, random weights) -------------------------------------------
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, checkpoint):
     folder = tmp_path_factory.mktemp("profile")
-    torch.manual_seed(0)
-    model = create_model("shunted_nano", num_classes=10, img_size=SIZE, labels=FASHION_MNIST_CLASSES)
     spec = fashion_mnist_preprocess(SIZE)
-    checkpoint = save_checkpoint(folder / "nano.pt", model, {**model.meta, "preprocess": spec, "dataset": "fashion-mnist"})
     calib = folder / "calib.npy"  # random RGB images like the verification's, so random weights pass int8 checks
     pixels = np.random.default_rng(1).integers(0, 256, (32, SIZE, SIZE, 3), dtype=np.uint8)
     np.save(calib, preprocess_batch(list(pixels), spec))
