@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.latency import (CHECKPOINT_SUFFIXES, COREML_SUFFIXES, DEFAULT_OMP_WAIT_POLICY,  # noqa: E402
                                 physical_cores)
+from runtime.text_table import text_table  # noqa: E402
 
 DEFAULT_DATA = "fashion-mnist"
 DEFAULT_COREML_LIMIT = 500
@@ -332,9 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [[Path(r["artifact"]).name, r["status"] if r["status"] != "error" else f"error: {r['error'][:90]}",
               fmt(r.get("n"), "d"), fmt(r.get("top1")), fmt(r.get("top5")), fmt(r.get("agreement")),
               fmt(r.get("delta_top1"), "+.2f"), r.get("note") or ""] for r in rows]
-    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-    for line in [header, ["-" * w for w in widths], *lines]:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+    print(text_table(header, lines))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str) + "\n")
     return 0 if all(r["status"] in ("ok", "needs macOS") for r in rows) else 1

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from runtime.text_table import text_table  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 COREML_SUFFIXES = (".mlpackage", ".mlmodel")
@@ -444,8 +446,7 @@ def format_table(rows: list[dict]) -> str:
                       str(row.get("threads", "-")), str(row.get("batch", "-")), num("median_ms", ".2f"),
                       num("p90_ms", ".2f"), num("p99_ms", ".2f"), num("fps", ".1f"), num("load_seconds", ".2f"),
                       num("peak_rss_mb", ".0f")])
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, ["-" * w for w in widths], *lines])
+    return text_table(header, lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
-    sys.path[0] = str(ROOT)  # not benchmarks/: this file would shadow the standard library's `profile`
+    sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402
 import bisect  # noqa: E402
@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.latency import machine_description, physical_cores  # noqa: E402
 from runtime.runners import ArtifactError, manifest_path, read_manifest  # noqa: E402
+from runtime.text_table import text_table  # noqa: E402
 
 SUFFIXES = (".onnx", ".pte")
 ET_CONTAINERS = ("Method::execute", "OPERATOR_CALL", "DELEGATE_CALL")
@@ -252,12 +253,6 @@ def profile(path: Path, plan: Plan | None = None) -> dict:
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], **result}
 
 
-def table(header: list[str], lines: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in [header, ["-" * w for w in widths], *lines])
-
-
 def format_profile(p: dict, top: int) -> str:
     shown, rest = p["rows"][:top], p["rows"][top:]
     lines = [[r["op"], f"{r['count']:g}" if r["count"] else "", f"{r['ms']:.4f}", f"{r['percent']:.1f}"] for r in shown]
@@ -271,10 +266,11 @@ def format_profile(p: dict, top: int) -> str:
             f"per inference, profiled ({p['total_event']}): mean {p['total_ms']:.3f} ms, median "
             f"{p['total_median_ms']:.3f} ms; unprofiled median {p['unprofiled_median_ms']:.3f} ms "
             f"(profiled mean / unprofiled median {p['total_ms'] / p['unprofiled_median_ms']:.2f}x)",
-            table(["op", "count", "ms", "%"], lines), *p["notes"]]
+            text_table(["op", "count", "ms", "%"], lines, right_from=1), *p["notes"]]
     if "graph_nodes" in p:
         text += ["graph nodes per op type (ONNX file -> ORT optimized graph):",
-                 table(["op", "file", "optimized"], [[op, str(a), str(b)] for op, (a, b) in p["graph_nodes"].items()])]
+                 text_table(["op", "file", "optimized"], [[op, str(a), str(b)] for op, (a, b) in p["graph_nodes"].items()],
+                            right_from=1)]
     return "\n".join(text)
 
 

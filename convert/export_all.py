@@ -16,6 +16,7 @@ from convert import to_coreml, to_executorch, to_onnx
 from convert.pipeline import USER_ERRORS, VerificationFailed, build_parser, convert
 from model import list_models
 from runtime.quiet import quiet_third_party
+from runtime.text_table import text_table
 
 # (converter, its own extra arguments)
 JOBS = [(to_onnx.CONVERTER, []), (to_executorch.CONVERTER, ["--backend", "xnnpack"]),
@@ -61,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {converter.format}: {err}", file=sys.stderr)
         rows.append(row(converter, manifest, error))
     header = ["format", "precision", "verification", "MB", "max|diff|", "top-1 agree", "time / path"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)))
+    print(text_table(header, rows))
     return 1 if failed else 0
 
 

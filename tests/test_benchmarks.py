@@ -6,11 +6,9 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-import torch
 
 from benchmarks import accuracy, latency, report
-from data import FASHION_MNIST_CLASSES, fashion_mnist_preprocess
-from model import create_model, save_checkpoint
+from data import fashion_mnist_preprocess
 
 SIZE = 32
 
@@ -146,14 +144,6 @@ def test_failing_artifacts_are_error_rows_not_crashes(tmp_path):
 
 
 # --- the report end to end ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model("shunted_nano", num_classes=10, img_size=SIZE, labels=FASHION_MNIST_CLASSES)
-    meta = {**model.meta, "preprocess": fashion_mnist_preprocess(SIZE), "dataset": "fashion-mnist"}
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, meta)
-
-
 def _fashion_mnist_installed() -> bool:
     try:
         from data import build_dataset
@@ -178,8 +168,8 @@ def _check_outputs(run_dir):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _fashion_mnist_installed(), reason="Fashion-MNIST not installed")
-def test_report_end_to_end_with_an_error_row(tiny_checkpoint, tmp_path):
-    argv = ["--checkpoint", str(tiny_checkpoint), "--artifacts", "onnx:fp32,onnx:fp64", "--limit", "24",
+def test_report_end_to_end_with_an_error_row(checkpoint, tmp_path):
+    argv = ["--checkpoint", str(checkpoint), "--artifacts", "onnx:fp32,onnx:fp64", "--limit", "24",
             "--runs", "6", "--rounds", "2", "--warmup", "1", "--no-cuda",
             "--artifacts-dir", str(tmp_path / "artifacts"), "--runs-dir", str(tmp_path / "runs")]
     assert report.main(argv) == 0
@@ -219,7 +209,7 @@ def test_report_with_random_weights_marks_accuracy_na(tmp_path):
     assert report.RANDOM_NA in md
 
 
-def test_accuracy_cli_on_an_image_folder(tiny_checkpoint, tmp_path):
+def test_accuracy_cli_on_an_image_folder(checkpoint, tmp_path):
     from PIL import Image
     rng = np.random.default_rng(0)
     for label in ("a", "b"):  # ImageNet val layout: one sub-folder per class, no train/val split
@@ -227,8 +217,14 @@ def test_accuracy_cli_on_an_image_folder(tiny_checkpoint, tmp_path):
         for i in range(3):
             Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(tmp_path / "val" / label / f"{i}.png")
     out = tmp_path / "rows.json"
-    assert accuracy.main([str(tiny_checkpoint), "--data", str(tmp_path / "val"), "--json", str(out)]) == 0
+    assert accuracy.main([str(checkpoint), "--data", str(tmp_path / "val"), "--json", str(out)]) == 0
     (row,) = json.loads(out.read_text())
     assert row["status"] == "ok" and row["n"] == 6  # the whole folder, not a split of it
     assert row["agreement"] == pytest.approx(100.0) and row["delta_top1"] == pytest.approx(0.0)
     assert 0.0 <= row["top1"] <= row["top5"] <= 100.0
+
+
+def test_text_table_aligns_columns():
+    from runtime.text_table import text_table
+    text = text_table(["op", "ms"], [["Conv", "1.5"], ["Add", "12.25"]], right_from=1)
+    assert text.splitlines() == ["op       ms", "----  -----", "Conv    1.5", "Add   12.25"]
