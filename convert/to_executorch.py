@@ -51,11 +51,21 @@ def delegation_report(edge_program) -> dict:
             "not_delegated_ops": sum(left.values()), "not_delegated": dict(left)}
 
 
+def fold_constants(program):
+    """Precompute ops on weights alone (e.g. a norm's (C, 1, 1) scale viewed as a depthwise conv
+    weight), so the delegate sees constant weights; quantize/dequantize nodes stay as they are,
+    because the XNNPACK partitioner reads quantized weights from those patterns."""
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+    quant_ops = {node.target for node in program.graph.nodes
+                 if node.op == "call_function" and getattr(node.target, "namespace", "") in ("quantized_decomposed", "torchao")}
+    return constant_prop_pass(program, custom_skip_targets=quant_ops)
+
+
 def lower(model: torch.nn.Module, example: torch.Tensor, backend: str):
-    """torch.export -> edge dialect, lowered to the backend; returns the edge program manager."""
+    """torch.export -> constants folded -> edge dialect, lowered to the backend; returns the edge program manager."""
     from executorch.exir import to_edge_transform_and_lower
     with torch.no_grad():
-        program = torch.export.export(model, (example,), strict=False)
+        program = fold_constants(torch.export.export(model, (example,), strict=False))
     return to_edge_transform_and_lower(program, partitioner=partitioners(backend))
 
 

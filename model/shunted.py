@@ -83,6 +83,7 @@ class LayerNorm2d(nn.Module):
         self.mode = "mean"
         self.affine = True  # False once fold_affine_into() moved weight and bias into the next layers
         self.register_buffer("mean_weight", torch.full((1, channels, 1, 1), 1.0 / channels), persistent=False)
+        self.register_buffer("eps_bias", torch.full((1,), float(eps)), persistent=False)
 
     def _channel_mean(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "conv":
@@ -95,9 +96,20 @@ class LayerNorm2d(nn.Module):
             weight, bias = (self.weight.reshape(channels), self.bias.reshape(channels)) if self.affine else (None, None)
             return F.layer_norm(x.permute(0, 2, 3, 1), (channels,), weight, bias, self.eps).permute(0, 3, 1, 2)
         centred = x - self._channel_mean(x)
-        var = self._channel_mean(centred * centred)
-        normalized = centred * torch.rsqrt(var + self.eps)
+        if self.mode == "conv":
+            return self._conv_normalize(centred)
+        normalized = centred * torch.rsqrt(self._channel_mean(centred * centred) + self.eps)
         return normalized * self.weight + self.bias if self.affine else normalized
+
+    def _conv_normalize(self, centred: torch.Tensor) -> torch.Tensor:
+        """The rest of the ``conv`` form: eps is the variance conv's bias and the affine a depthwise
+        1x1 conv, because XNNPACK runs a scalar add or a (C, 1, 1) multiply channels-first and wraps
+        each in two layout transposes (13 ops per norm before, 8 now)."""
+        var = F.conv2d(centred * centred, self.mean_weight, self.eps_bias)
+        normalized = centred * torch.rsqrt(var)
+        if not self.affine:
+            return normalized
+        return F.conv2d(normalized, self.weight[:, None], self.bias.flatten(), groups=normalized.shape[1])
 
     @torch.no_grad()
     def fold_affine_into(self, *consumers: nn.Conv2d | nn.Linear) -> None:

@@ -11,6 +11,7 @@ from convert import to_coreml, to_executorch, to_onnx
 from convert.pipeline import Converter, main
 from data import FASHION_MNIST_CLASSES, build_dataset, fashion_mnist_preprocess
 from model import create_model
+from model.shunted import LayerNorm2d, set_channel_norm
 
 SIZE = 32
 
@@ -73,6 +74,29 @@ def test_executorch_matches_pytorch_in_its_runtime(checkpoint, tmp_path):
     want = reference(checkpoint, x)
     assert np.abs(got - want).max() <= 1e-3
     assert (got.argmax(1) == want.argmax(1)).all()
+
+
+def test_xnnpack_runs_a_channel_norm_without_layout_transposes(tmp_path):
+    """The ``conv`` norm form (eps as the variance conv's bias, the affine as a depthwise conv)
+    lowers to ops XNNPACK runs channels-last: no Transpose between the graph's input and output ones."""
+    from benchmarks.op_profile import et_module, etdump_events
+    torch.manual_seed(0)
+    norm = LayerNorm2d(32, eps=1e-6)
+    norm.weight.data.uniform_(0.5, 1.5)
+    norm.bias.data.uniform_(-0.5, 0.5)
+    model = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 1), norm, torch.nn.Conv2d(32, 32, 1)).eval()
+    x = torch.randn(1, 32, 8, 8)
+    want = model(x)
+    set_channel_norm(model, "conv")
+    path = tmp_path / "norm.pte"
+    to_executorch.save_program(to_executorch.lower(model, x, "xnnpack"), path)
+    module = et_module(path, etdump=True)
+    torch.testing.assert_close(module.forward([x])[0], want, atol=1e-4, rtol=1e-4)
+    module.write_etdump_result_to_file(str(tmp_path / "norm.etdp"))
+    ops = [name for name, delegated, _ in etdump_events(tmp_path / "norm.etdp", warmup=0) if delegated]
+    assert ops[0].startswith("Transpose") and ops[-1].startswith("Transpose"), ops  # NCHW input, output
+    assert any(op.startswith("Convolution (NHWC, F32) DWConv") for op in ops), ops
+    assert not [op for op in ops[1:-1] if op.startswith(("Transpose", "Add"))], ops
 
 
 @pytest.mark.slow

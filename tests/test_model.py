@@ -87,11 +87,13 @@ def test_fuse_for_deploy_keeps_outputs():
         before = model(x)
         after = model.fuse_for_deploy()(x)
         last_axis = set_channel_norm(model, "last_axis")(x)
+        conv = set_channel_norm(model, "conv")(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     folded = [m for m in model.modules() if isinstance(m, LayerNorm2d) and not m.affine]
     assert len(folded) == 2 * sum(model.config.depths) + 1  # two per block, the final norm
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(last_axis, before, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(conv, before, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="padded"):
         model.stages[0].norm.fold_affine_into(model.stages[1].entry.proj)
 
