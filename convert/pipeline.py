@@ -200,19 +200,23 @@ def accuracy_against_reference(job: Job, runner) -> dict | None:
             "delta_top1_points": 100 * (top1 - top1_ref), "top1_agreement": float((ref == got).mean())}
 
 
+def export_unverified(converter: Converter, job: Job, tmp: Path) -> tuple[dict, Exported]:
+    """Write the artifact to ``tmp``; returns its manifest so far (no verification yet) and the export facts."""
+    exported = converter.export(job, tmp)
+    manifest = {"format": converter.format, "precision": job.precision, "model": job.meta,
+                "input": exported.input, "outputs": exported.outputs, "details": exported.details,
+                "versions": versions()}
+    return manifest, exported
+
+
 def convert(converter: Converter, args: argparse.Namespace) -> dict:
     """Export, verify and publish one artifact; returns its manifest."""
     job, output = prepare(converter, args)
     tmp = temporary_path(output)
     start = time.perf_counter()
     try:
-        exported = converter.export(job, tmp)
+        manifest, exported = export_unverified(converter, job, tmp)
         export_seconds = time.perf_counter() - start
-        manifest = {
-            "format": converter.format, "precision": job.precision, "model": job.meta,
-            "input": exported.input, "outputs": exported.outputs, "details": exported.details,
-            "versions": versions(),
-        }
         if exported.runnable_here:
             manifest["verification"] = verify(job, tmp, manifest)
         else:
