@@ -35,6 +35,7 @@ def float_nodes(model_path: Path, float_modules: Iterable[str]) -> list[str]:
 def quantize_qdq(fp32_path: Path, out_path: Path, calibration: np.ndarray, input_name: str,
                  method: str = "minmax", activation: str = "uint8", float_modules: Iterable[str] = ()) -> dict:
     """Write a QDQ int8 model of ``fp32_path`` to ``out_path``; returns what was done."""
+    import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -50,7 +51,9 @@ def quantize_qdq(fp32_path: Path, out_path: Path, calibration: np.ndarray, input
     prepared = out_path.with_name(out_path.stem + ".pre.onnx")
     try:
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        excluded = float_nodes(prepared, float_modules)
+        # name scopes are read from the exported file: quant_pre_process drops node metadata, keeps names
+        kept = {node.name for node in onnx.load(str(prepared)).graph.node}
+        excluded = [name for name in float_nodes(fp32_path, float_modules) if name in kept]
         quantize_static(
             str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,

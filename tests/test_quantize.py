@@ -91,3 +91,13 @@ def test_int8_onnx_of_default_model_keeps_accuracy(tmp_path):
     quantized = [n for n in graph.node if n.op_type in ("Conv", "Add")
                  and all(produced_by.get(i) == "DequantizeLinear" for i in n.input[:2])]
     assert {n.op_type for n in quantized} == {"Conv", "Add"}  # QDQ around convs and residual adds
+    kept_float = tmp_path / "m8_float_stage4.onnx"
+    assert to_onnx.main(to_onnx.CONVERTER, args[:-1] + [str(kept_float), "--eval-images", "0",
+                                                        "--float-modules", "stages.3"]) == 0
+    details = json.loads((tmp_path / "m8_float_stage4.onnx.json").read_text())["details"]["quantization"]
+    assert details["float_nodes"] > 0
+    graph = onnx.load(str(kept_float)).graph
+    produced_by = {output: node.op_type for node in graph.node for output in node.output}
+    quantized_convs = [n for n in graph.node if n.op_type == "Conv" and produced_by.get(n.input[1]) == "DequantizeLinear"]
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert 0 < len(quantized_convs) < len(convs)  # stage 4's convs stay float
