@@ -7,9 +7,9 @@ Quantization makes the convolutions' arithmetic cheaper; the rest of a run (norm
 attention matmuls, layout and quantize/dequantize ops, the runtime's cost per op) it leaves or adds
 to. To measure that rest, this builds for each format, next to the fp32 and int8 artifacts of the
 model (converted and verified as usual, into a temporary folder), a probe of each: the same model
-with every ``nn.Conv2d`` replaced by a conv with the same input and output shapes and almost no
-arithmetic (1x1 kernel, no padding, same stride, groups = gcd(in, out) channels), converted by the
-same code without verification (it computes another function; it is timed and deleted). All eight
+with every ``nn.Conv2d`` replaced by a stand-in with the same input and output shapes and almost no
+arithmetic (XNNPACK: a grouped 1x1 conv; ONNX Runtime: slices and tiles, see :func:`cheap_conv`),
+converted by the same code without verification (it computes another function; it is timed and deleted). All eight
 are timed in one interleaved run (benchmarks/latency.py). With medians T:
 
     conv arithmetic share of fp32 = 1 - T(probe fp32) / T(fp32)
@@ -36,7 +36,8 @@ import time  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks.latency import Target, machine_description, measure, physical_cores  # noqa: E402
+from benchmarks.latency import Target, machine_description, measure, physical_cores, round_orders, split_runs  # noqa: E402
+from benchmarks.op_profile import ort_session  # noqa: E402
 from convert import to_executorch, to_onnx  # noqa: E402
 from convert.manifest import finalize, remove, temporary_path  # noqa: E402
 from convert.pipeline import ConvertError, VerificationFailed, build_parser, convert, export_unverified, prepare  # noqa: E402
@@ -131,10 +132,9 @@ class ConvChain(nn.Sequential):
 def onnx_cost_per_conv(channels: int, size: int, threads: int, runs: int = 2000, chain: int = 56) -> dict[str, float]:
     """Microseconds one more conv adds to an ONNX Runtime run, fp32 (NCHWc Conv) and int8 (QDQ, fused to
     QLinearConv, uint8 in and out, no Q/DQ between the convs): (t(chain + 1 convs) - t(1 conv)) / chain,
-    each graph timed ``runs`` times, interleaved. On a tiny shape this is the cost a conv has without arithmetic."""
+    each graph timed ``runs`` times in 20 interleaved rounds. On a tiny shape this is the cost a conv has without arithmetic."""
     import numpy as np
     import onnx
-    import onnxruntime as ort
     from quantize.onnxrt import quantize_qdq
     x = torch.randn(1, channels, size, size)
     calibration = np.random.default_rng(0).standard_normal((8, channels, size, size), dtype=np.float32)
@@ -147,18 +147,18 @@ def onnx_cost_per_conv(channels: int, size: int, threads: int, runs: int = 2000,
             onnx.save(program.model_proto, str(fp32))  # weights inline, as convert/to_onnx.py saves them
             int8 = fp32.with_name(f"chain{count}_int8.onnx")
             quantize_qdq(fp32, int8, calibration, "input")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
             for precision, path in (("fp32", fp32), ("int8", int8)):
-                sessions[precision, count] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                sessions[precision, count] = ort_session(path, threads)
     feed = {"input": x.numpy()}
-    times = {key: [] for key in sessions}
-    for _ in range(20):  # rounds
-        for key, sess in sessions.items():
-            for _ in range(runs // 20):
+    keys = list(sessions)
+    times = {key: [] for key in keys}
+    for count, order in zip(split_runs(runs, 20), round_orders(len(keys), 20)):
+        for index in order:
+            sess = sessions[keys[index]]
+            for _ in range(count):
                 start = time.perf_counter()
                 sess.run(None, feed)
-                times[key].append(time.perf_counter() - start)
+                times[keys[index]].append(time.perf_counter() - start)
     median = {key: float(np.median(t)) * 1e6 for key, t in times.items()}
     return {precision: (median[precision, chain + 1] - median[precision, 1]) / chain for precision in ("fp32", "int8")}
 
@@ -208,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         built = {}
         try:
             for fmt in args.formats:
+                folder = Path(tmp) / fmt
+                folder.mkdir()
                 for precision in ("fp32", "int8"):
                     for probe in (False, True):
-                        folder = Path(tmp) / fmt
-                        folder.mkdir(exist_ok=True)
                         built[fmt, precision, probe] = build(fmt, precision, passed, folder, probe)
         except (ConvertError, VerificationFailed, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
