@@ -55,6 +55,11 @@ class Job:
     def precision(self) -> str:
         return self.args.precision
 
+    @property
+    def float_modules(self) -> list[str]:
+        """int8: --float-modules plus what the deploy model keeps float (``int8_float_modules``)."""
+        return [*self.args.float_modules, *self.deploy_model.int8_float_modules()]
+
     def calibration(self) -> np.ndarray:
         """Calibration inputs (--calib, default the checkpoint's dataset), loaded once."""
         if self._calibration is None:
@@ -163,8 +168,8 @@ def prepare(converter: Converter, args: argparse.Namespace) -> tuple[Job, Path]:
     if checkpoint is not None:
         meta.update(checkpoint=str(checkpoint), checkpoint_sha256=file_sha256(checkpoint))
     output = _resolve_output(converter, args, meta, checkpoint)
-    deploy_model = copy.deepcopy(model).fuse_for_deploy(fold_norms=converter.fold_norms)
     size = meta["input_size"]
+    deploy_model = copy.deepcopy(model).fuse_for_deploy(fold_norms=converter.fold_norms, input_size=size)
     example = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     return Job(args, model, deploy_model, meta, example, checkpoint), output
 

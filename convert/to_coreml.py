@@ -84,7 +84,7 @@ def convert_program(job: Job, scale: float, bias: list[float], mix: np.ndarray |
     import coremltools as ct
     model = job.deploy_model
     if job.precision == "int8":  # W8A8: PT2E int8 weights and activations, fp16 elsewhere
-        model = quantize_pt2e(model, job.example, job.calibration(), xnnpack_quantizer(job.args.float_modules))
+        model = quantize_pt2e(model, job.example, job.calibration(), xnnpack_quantizer(job.float_modules))
     wrapper = ImageClassifier(model, mix)
     with torch.no_grad():
         program = torch.export.export(wrapper, (job.example,), strict=False).run_decompositions({})

@@ -18,7 +18,7 @@ if __package__ in (None, ""):
 import torch
 
 from convert.pipeline import Converter, ConvertError, Exported, Job, main
-from model.shunted import set_channel_norm
+from model.shunted import xnnpack_form
 from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 
 BACKENDS = ("xnnpack", "coreml", "portable")
@@ -77,11 +77,11 @@ def prepare_model(job: Job) -> torch.nn.Module:
     """The deploy model in the form the backend runs best; PT2E-quantized for int8."""
     backend, model = job.args.backend, job.deploy_model
     if backend == "xnnpack":
-        model = set_channel_norm(model, "conv")
+        model = xnnpack_form(model)
     if job.precision == "int8":
         if backend != "xnnpack":
             raise ConvertError("--precision int8 is built for the XNNPACK backend; use --backend xnnpack")
-        model = quantize_pt2e(model, job.example, job.calibration(), xnnpack_quantizer(job.args.float_modules))
+        model = quantize_pt2e(model, job.example, job.calibration(), xnnpack_quantizer(job.float_modules))
     return model
 
 
@@ -95,7 +95,7 @@ def export_executorch(job: Job, tmp: Path) -> Exported:
         input={"name": "x", "shape": [job.args.batch, 3, size, size], "dtype": "float32", "layout": "NCHW",
                "kind": "normalized (see model.preprocess)"},
         outputs={"logits": 0},
-        details={"backend": backend, **report, **({"float_modules": job.args.float_modules} if job.precision == "int8" else {})},
+        details={"backend": backend, **report, **({"float_modules": job.float_modules} if job.precision == "int8" else {})},
         runnable_here=backend != "coreml",
         not_runnable_reason="Core ML-delegated programs run only on Apple devices (macOS/iOS ExecuTorch runtime)")
 

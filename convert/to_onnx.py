@@ -76,7 +76,7 @@ def quantize(proto, job: Job, tmp: Path):
     onnx.save(proto, str(fp32))
     try:
         details = quantize_qdq(fp32, tmp, job.calibration(), "input", job.args.calib_method,
-                               job.args.activation_type, job.args.float_modules)
+                               job.args.activation_type, job.float_modules)
     finally:
         fp32.unlink(missing_ok=True)
     return onnx.load(str(tmp)), details

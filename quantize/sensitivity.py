@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from data import DataError, build_dataset
 from model import CheckpointError, create_model
-from model.shunted import set_channel_norm
+from model.shunted import xnnpack_form
 from quantize.calibration import calibration_batch
 from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 
@@ -56,17 +56,19 @@ class Study:
     """fp32 model, calibration images, held-out images (+ labels) and the fp32 reference on them."""
 
     def __init__(self, model: torch.nn.Module, calibration: np.ndarray, held_out: np.ndarray, labels: np.ndarray | None):
-        self.model = set_channel_norm(model.eval().fuse_for_deploy(), "conv")
+        self.model = xnnpack_form(model.eval().fuse_for_deploy(input_size=held_out.shape[-1]))
         self.calibration, self.held_out, self.labels = calibration, held_out, labels
         self.example = torch.from_numpy(held_out[:1])
         self.reference = _logits(self.model, held_out, 1)
 
-    def quantized_logits(self, quantizer) -> np.ndarray:
+    def quantized_logits(self, float_modules: list[str]) -> np.ndarray:
+        """Logits of the XNNPACK-quantized model with ``float_modules`` (and what the model keeps float) in float."""
+        quantizer = xnnpack_quantizer([*float_modules, *self.model.int8_float_modules()])
         return _logits(quantize_pt2e(self.model, self.example, self.calibration, quantizer), self.held_out, 1)
 
     def only(self, unit: str) -> np.ndarray:
         """Logits with ``unit`` quantized and every other unit in float."""
-        return self.quantized_logits(xnnpack_quantizer([u for u in units(self.model) if u != unit]))
+        return self.quantized_logits([u for u in units(self.model) if u != unit])
 
     def top1(self, logits: np.ndarray) -> float | None:
         return None if self.labels is None else float((logits.argmax(1) == self.labels).mean())
@@ -93,7 +95,7 @@ def mixed_precision(study: Study, ranking: list[dict], max_drop: float) -> dict:
     for unit in [None] + [r["unit"] for r in ranking]:
         if unit is not None:
             kept.append(unit)
-        figures = study.figures(study.quantized_logits(xnnpack_quantizer(kept)))
+        figures = study.figures(study.quantized_logits(kept))
         steps.append({"float_modules": list(kept), **figures})
         if -figures["delta_top1_points"] <= max_drop:
             return {"max_drop": max_drop, "float_modules": kept, "result": figures, "steps": steps}

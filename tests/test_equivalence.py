@@ -355,3 +355,20 @@ def test_garbage_file_refused(api, workdir):
     path.write_bytes(os.urandom(4096))
     with pytest.raises(api["CheckpointError"]):
         api["create_model"]("shunted_t", checkpoint_path=str(path))
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_deploy_forms_match_reference(refs, loaded, size):
+    """The exported forms (folded norms, single-token K/V scales collapsed into 1x1 convs at 32 px,
+    centred residual stream for XNNPACK) still compute the published network."""
+    from model.shunted import set_channel_norm, xnnpack_form
+    x = _inputs(size)
+    with torch.no_grad():
+        y_ref = refs("shunted_t")["ref"](x)
+        deploy = copy.deepcopy(loaded("shunted_t")).fuse_for_deploy(input_size=size)
+        collapsed = [b.attn.collapsed for s in deploy.stages for b in s.blocks]
+        onnx_form = set_channel_norm(copy.deepcopy(deploy), "last_axis")(x)
+        xnnpack = xnnpack_form(deploy)(x)
+    assert collapsed == (["coarse"] * 7 + ["all"] if size == 32 else [None] * 8)
+    for y in (onnx_form, xnnpack):
+        assert (y - y_ref).abs().max().item() <= TOL

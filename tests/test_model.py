@@ -1,4 +1,6 @@
 """The model package: variants, input sizes, export-friendliness, deploy folding, our checkpoints."""
+import copy
+
 import pytest
 import torch
 
@@ -96,6 +98,44 @@ def test_fuse_for_deploy_keeps_outputs():
     torch.testing.assert_close(conv, before, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="padded"):
         model.stages[0].norm.fold_affine_into(model.stages[1].entry.proj)
+
+
+def test_centre_stream_feeds_every_norm_a_centred_input():
+    torch.manual_seed(0)
+    model = randomize_norms(create_model("shunted_nano").eval())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        model.fuse_for_deploy().centre_stream()
+    inputs = []
+    hooks = [m.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
+             for m in model.modules() if isinstance(m, LayerNorm2d)]
+    for mode in LayerNorm2d.MODES:
+        with torch.no_grad():
+            torch.testing.assert_close(set_channel_norm(model, mode)(x), before, atol=1e-4, rtol=1e-4)
+    for h in hooks:
+        h.remove()
+    assert len(inputs) == 3 * 26 and all(m.input_centred for m in model.modules() if isinstance(m, LayerNorm2d))
+    assert max((t.mean(dim=1).abs().max() / t.abs().max()).item() for t in inputs) < 1e-5
+
+
+def test_single_token_scales_collapse_at_32_pixels():
+    """At 32 px every coarse K/V scale and stage 4 see one token: those attentions become 1x1 convs."""
+    torch.manual_seed(0)
+    model = randomize_norms(create_model("shunted_nano").eval())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        deploy = copy.deepcopy(model).fuse_for_deploy(input_size=32)
+        after = deploy(x)
+    assert [b.attn.collapsed for s in deploy.stages for b in s.blocks] == ["coarse"] * 4 + ["all"]
+    coarse = [b.attn.coarse for s in deploy.stages for b in s.blocks if b.attn.sr_ratio > 1]
+    assert len(coarse) == 4 and not any(hasattr(branch, "kv") for branch in coarse)
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="specialised to 32x32"):
+        deploy(torch.randn(1, 3, 64, 64))
+    wider = copy.deepcopy(model).fuse_for_deploy(input_size=64)  # nothing collapses: any size still runs
+    assert wider.deploy_size is None and wider(torch.randn(1, 3, 96, 96)).shape == (1, 1000)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
