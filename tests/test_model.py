@@ -100,12 +100,18 @@ def test_fuse_for_deploy_keeps_outputs():
         model.stages[0].norm.fold_affine_into(model.stages[1].entry.proj)
 
 
-def test_centre_stream_feeds_every_norm_a_centred_input():
+def nano_with_outputs(size):
+    """A shunted_nano with randomised norms, a batch of inputs and the outputs before any rewrite."""
     torch.manual_seed(0)
     model = randomize_norms(create_model("shunted_nano").eval())
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
-        before = model(x)
+        return model, x, model(x)
+
+
+def test_centre_stream_feeds_every_norm_a_centred_input():
+    model, x, before = nano_with_outputs(64)
+    with torch.no_grad():
         model.fuse_for_deploy().centre_stream()
     inputs = []
     hooks = [m.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
@@ -121,11 +127,8 @@ def test_centre_stream_feeds_every_norm_a_centred_input():
 
 def test_single_token_scales_collapse_at_32_pixels():
     """At 32 px every coarse K/V scale and stage 4 see one token: those attentions become 1x1 convs."""
-    torch.manual_seed(0)
-    model = randomize_norms(create_model("shunted_nano").eval())
-    x = torch.randn(2, 3, 32, 32)
+    model, x, before = nano_with_outputs(32)
     with torch.no_grad():
-        before = model(x)
         deploy = copy.deepcopy(model).fuse_for_deploy(input_size=32)
         after = deploy(x)
     assert [b.attn.collapsed for s in deploy.stages for b in s.blocks] == ["coarse"] * 4 + ["all"]
