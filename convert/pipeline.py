@@ -45,7 +45,7 @@ class Job:
 
     args: argparse.Namespace
     model: torch.nn.Module  # the reference (eval mode, unfused)
-    deploy_model: torch.nn.Module  # BatchNorm and attention scale folded
+    deploy_model: torch.nn.Module  # BatchNorm and attention scale folded, in the converter's model_form
     meta: dict
     example: torch.Tensor
     checkpoint: Path | None
@@ -91,6 +91,8 @@ class Converter:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     name_tag: Callable[[argparse.Namespace], str] = lambda args: ""
     fold_norms: bool = True  # see ShuntedTransformer.fuse_for_deploy
+    # the deploy model in the form this format runs best (norm form), applied once in prepare()
+    model_form: Callable[[torch.nn.Module, argparse.Namespace], torch.nn.Module] = lambda model, args: model
 
 
 def build_parser(converter: Converter) -> argparse.ArgumentParser:
@@ -170,6 +172,7 @@ def prepare(converter: Converter, args: argparse.Namespace) -> tuple[Job, Path]:
     output = _resolve_output(converter, args, meta, checkpoint)
     size = meta["input_size"]
     deploy_model = copy.deepcopy(model).fuse_for_deploy(fold_norms=converter.fold_norms, input_size=size)
+    deploy_model = converter.model_form(deploy_model, args)
     example = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     return Job(args, model, deploy_model, meta, example, checkpoint), output
 

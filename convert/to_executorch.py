@@ -73,11 +73,14 @@ def save_program(edge_program, path: Path) -> None:
     path.write_bytes(edge_program.to_executorch().buffer)
 
 
+def model_form(model: torch.nn.Module, args) -> torch.nn.Module:
+    """XNNPACK runs norms op by op: channel means as convs, centred norm inputs (xnnpack_form)."""
+    return xnnpack_form(model) if args.backend == "xnnpack" else model
+
+
 def prepare_model(job: Job) -> torch.nn.Module:
-    """The deploy model in the form the backend runs best; PT2E-quantized for int8."""
+    """The deploy model, PT2E-quantized for int8."""
     backend, model = job.args.backend, job.deploy_model
-    if backend == "xnnpack":
-        model = xnnpack_form(model)
     if job.precision == "int8":
         if backend != "xnnpack":
             raise ConvertError("--precision int8 is built for the XNNPACK backend; use --backend xnnpack")
@@ -101,7 +104,7 @@ def export_executorch(job: Job, tmp: Path) -> Exported:
 
 
 CONVERTER = Converter("executorch", ".pte", ("fp32", "int8"), export_executorch, add_arguments,
-                      name_tag=lambda args: "" if args.backend == "xnnpack" else args.backend)
+                      name_tag=lambda args: "" if args.backend == "xnnpack" else args.backend, model_form=model_form)
 
 if __name__ == "__main__":
     sys.exit(main(CONVERTER))

@@ -43,8 +43,7 @@ def export_onnx(job: Job, tmp: Path) -> Exported:
     if args.dynamic_batch:  # a batch of 1 would be specialised away, so trace with 2
         example = torch.cat([example, example]) if len(example) == 1 else example
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},)
-    model = set_channel_norm(job.deploy_model, "last_axis")
-    program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=args.opset,
+    program = torch.onnx.export(job.deploy_model, (example,), None, dynamo=True, opset_version=args.opset,
                                 input_names=["input"], output_names=["logits"],
                                 dynamic_shapes=dynamic_shapes, verbose=False)
     proto = program.model_proto
@@ -82,7 +81,8 @@ def quantize(proto, job: Job, tmp: Path):
     return onnx.load(str(tmp)), details
 
 
-CONVERTER = Converter("onnx", ".onnx", ("fp32", "int8"), export_onnx, add_arguments)
+CONVERTER = Converter("onnx", ".onnx", ("fp32", "int8"), export_onnx, add_arguments,
+                      model_form=lambda model, args: set_channel_norm(model, "last_axis"))
 
 if __name__ == "__main__":
     sys.exit(main(CONVERTER))

@@ -56,3 +56,15 @@ def test_onnx_floor_end_to_end(tmp_path, capsys):
     assert "int8 floor" in capsys.readouterr().out
     (row,) = json.loads(out.read_text())["results"]
     assert row["format"] == "onnx" and all(row[k] > 0 for k in ("fp32_ms", "int8_ms", "probe_fp32_ms", "probe_int8_ms"))
+
+
+def test_executorch_probe_strips_the_model_in_its_xnnpack_form(checkpoint):
+    """The probe keeps the real program's non-conv ops: norms already centred, only convs replaced."""
+    from convert import to_executorch
+    from convert.pipeline import build_parser, prepare
+    from model.shunted import LayerNorm2d
+    args = build_parser(to_executorch.CONVERTER).parse_args(["--checkpoint", str(checkpoint), "--output", "unused.pte"])
+    job, _ = prepare(to_executorch.CONVERTER, args)
+    norms = [m for m in job.deploy_model.modules() if isinstance(m, LayerNorm2d)]
+    assert all(n.mode == "conv" and n.input_centred for n in norms)
+    assert conv_floor.strip_conv_arithmetic(job.deploy_model, job.example, conv_floor.PROBE_KIND["executorch"]) > 0
