@@ -1,12 +1,13 @@
 """Quantization: calibration input checks, the PT2E filter, sensitivity, and int8 artifacts."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from conftest import TRAINED
+from convert.verify import compare
 from data import DataError, fashion_mnist_preprocess
 from model import create_model
 from quantize.calibration import calibration_batch
@@ -14,7 +15,6 @@ from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 from quantize.sensitivity import Study, mixed_precision, sensitivity, units
 
 META = {"preprocess": fashion_mnist_preprocess(32), "input_size": 32}
-DEFAULT = Path(__file__).resolve().parents[1] / "weights" / "shunted_nano_fmnist.pt"
 
 
 def test_flat_image_folder_is_resized_to_the_model(tmp_path):
@@ -73,22 +73,22 @@ def test_sensitivity_ranks_every_unit_and_mixed_precision_meets_budget():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DEFAULT.is_file(), reason="default weights not present")
+@pytest.mark.skipif(not TRAINED.is_file(), reason="default weights not present")
 def test_int8_onnx_of_default_model_keeps_accuracy(tmp_path):
     from convert import to_onnx
     out = tmp_path / "m8.onnx"
-    args = ["--checkpoint", str(DEFAULT), "--precision", "int8", "--calib-size", "64", "--output", str(out)]
+    args = ["--checkpoint", str(TRAINED), "--precision", "int8", "--calib-size", "64", "--output", str(out)]
     assert to_onnx.main(to_onnx.CONVERTER, args) == 0
     manifest = json.loads((tmp_path / "m8.onnx.json").read_text())
     accuracy = manifest["verification"]["accuracy"]
     if accuracy is not None:
         assert accuracy["top1_agreement"] >= 0.98 and accuracy["delta_top1_points"] >= -1.0
-    fp32_bytes = 4 * sum(p.numel() for p in create_model(checkpoint_path=DEFAULT).parameters())
+    fp32_bytes = 4 * sum(p.numel() for p in create_model(checkpoint_path=TRAINED).parameters())
     assert manifest["size_bytes"] <= 0.3 * fp32_bytes
     # ONNX Runtime's fused int8 kernels compute what the QDQ graph says on this CPU: no u8 x s8
     # int16 saturation (x86 without VNNI) where the QDQ nodes run one by one as float ops
     import onnxruntime as ort
-    images = calibration_batch("fashion-mnist", create_model(checkpoint_path=DEFAULT).meta, limit=16)
+    images = calibration_batch("fashion-mnist", create_model(checkpoint_path=TRAINED).meta, limit=16)
     logits = {}
     for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
         options = ort.SessionOptions()
@@ -96,8 +96,8 @@ def test_int8_onnx_of_default_model_keeps_accuracy(tmp_path):
         session = ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
         logits[level] = np.concatenate([session.run(None, {"input": image[None]})[0] for image in images])
     unfused, fused = logits.values()
-    cosine = (unfused * fused).sum(1) / np.linalg.norm(unfused, axis=1) / np.linalg.norm(fused, axis=1)
-    assert cosine.min() >= 0.999, cosine.min()
+    cosine = compare(unfused, fused, n_real=len(images))["cosine"]  # worst sample
+    assert cosine >= 0.999, cosine
     import onnx
     graph = onnx.load(str(out)).graph
     produced_by = {output: node.op_type for node in graph.node for output in node.output}

@@ -15,13 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from conftest import TRAINED as SHIPPED  # noqa: E402
 from data import FASHION_MNIST_CLASSES, DataError, build_dataset, fashion_mnist_preprocess  # noqa: E402
 from data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from model import create_model, file_sha256, make_meta, save_checkpoint  # noqa: E402
 from train import train as train_cli  # noqa: E402
 from train.evaluate import main as evaluate_main  # noqa: E402
 
-SHIPPED = ROOT / "weights" / "shunted_nano_fmnist.pt"
 COLORS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
 QUICK = ["--img-size", "32", "--batch-size", "6", "--warmup-epochs", "0", "--label-smoothing", "0"]
 
