@@ -649,7 +649,8 @@ def plot(rows: list[dict], report: dict, path: Path) -> None:
             ax.plot(xs, ys, color="tab:red", linestyle="--", linewidth=1, zorder=2)
         same_top1: dict[float, int] = {}  # rows of equal accuracy (every fp32 row) alternate above/below
         for r in sorted(points, key=lambda r: r["median_ms"]):
-            n = same_top1[round(r["top1"], 2)] = same_top1.get(round(r["top1"], 2), -1) + 1
+            top1 = round(r["top1"], 2)
+            n = same_top1[top1] = same_top1.get(top1, -1) + 1
             ax.annotate(r["label"], (r["median_ms"], r["top1"]), textcoords="offset points",
                         xytext=(5, 4) if n % 2 == 0 else (5, -11), fontsize=8)
         lats = [r["median_ms"] for r in points]
