@@ -6,8 +6,10 @@ import os
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
 import cv2  # noqa: E402  (after the FFmpeg setting)
 
+from common.errors import UserError  # noqa: E402
+
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
-class AppError(Exception):
+class AppError(UserError):
     """A user mistake or unusable input; printed as one ``error: ...`` line, exit status 2."""

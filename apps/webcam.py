@@ -17,6 +17,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from apps import AppError  # noqa: E402  (after the sys.path line above)
+from common.defaults import SHIPPED_CHECKPOINT  # noqa: E402
 from apps.classifier import Classifier, Prediction, open_classifier  # noqa: E402
 from apps.outputs import ImageSink, VideoSink, open_sink  # noqa: E402
 from apps.overlay import draw_overlay  # noqa: E402
@@ -25,7 +26,6 @@ from apps.stats import Stats  # noqa: E402
 from apps.window import Window, open_window  # noqa: E402
 from runtime.quiet import quiet_third_party  # noqa: E402
 
-DEFAULT_WEIGHTS = ROOT / "weights" / "shunted_nano_fmnist.pt"
 DEFAULT_THREADS = max(1, (os.cpu_count() or 2) - 1)  # one core stays free for capture, decoding, drawing
 
 
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 "model and show (or write) them annotated.")
     p.add_argument("--source", default="0", help="camera index (default 0), video file, image, folder of "
                    "images or stream URL (rtsp://, http://)")
-    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="artifact: .pt/.pth/.safetensors "
+    p.add_argument("--weights", type=Path, default=SHIPPED_CHECKPOINT, help="artifact: .pt/.pth/.safetensors "
                    "checkpoint, .onnx, .pte, or .mlpackage on macOS (default: weights/shunted_nano_fmnist.pt)")
     p.add_argument("--threads", type=positive, default=DEFAULT_THREADS, help="inference threads (default: "
                    f"cores - 1 = {DEFAULT_THREADS}, leaving a core to capture, decode and draw)")
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.source)
     try:
         if not args.weights.exists():
-            what = "the default model" if args.weights == DEFAULT_WEIGHTS else "weights"
+            what = "the default model" if args.weights == SHIPPED_CHECKPOINT else "weights"
             raise AppError(f"{what} {args.weights} not found; pass --weights path/to/artifact (.pt/.pth/"
                            f".safetensors checkpoint, .onnx, .pte, or .mlpackage on macOS)")
         out = None if args.headless else open_window(args.output or Path.cwd(), step=source.kind == "images",

@@ -32,20 +32,21 @@ import json  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.latency import Target, machine_description, measure, physical_cores, round_orders, split_runs  # noqa: E402
 from benchmarks.op_profile import ort_session  # noqa: E402
-from convert import to_executorch, to_onnx  # noqa: E402
+from common.cli import Parser  # noqa: E402
+from common.errors import UserError  # noqa: E402
+from convert.api import ConvertRequest, VerificationFailed, convert, converter  # noqa: E402
 from convert.manifest import finalize, remove, temporary_path  # noqa: E402
-from convert.pipeline import ConvertError, VerificationFailed, build_parser, convert, export_unverified, prepare  # noqa: E402
+from convert.pipeline import export_unverified, prepare  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
-CONVERTERS = {"onnx": to_onnx.CONVERTER, "executorch": to_executorch.CONVERTER}
 PROBE_KIND = {"onnx": "slice", "executorch": "grouped"}  # the cheapest stand-in each runtime runs natively
-PASSED_ON = ("--model", "--checkpoint", "--imgsz", "--calib", "--calib-size", "--verify-images")
 
 
 class ChannelMatch(nn.Module):
@@ -101,20 +102,19 @@ def strip_conv_arithmetic(model: nn.Module, example: torch.Tensor, kind: str) ->
     return len(before)
 
 
-def build(fmt: str, precision: str, passed: list[str], folder: Path, probe: bool) -> Path:
+def build(fmt: str, precision: str, base: ConvertRequest, folder: Path, probe: bool) -> Path:
     """One artifact in ``folder``: converted and verified, or (probe) with the convs stripped, unverified."""
-    converter = CONVERTERS[fmt]
-    output = folder / f"{'probe' if probe else 'model'}_{precision}{converter.suffix}"
-    argv = passed + ["--precision", precision, "--output", str(output), "--eval-images", "0"]
-    args = build_parser(converter).parse_args(argv)
+    format_converter = converter(fmt)
+    output = folder / f"{'probe' if probe else 'model'}_{precision}{format_converter.suffix}"
+    request = replace(base, precision=precision, output=output, eval_images=0)
     if not probe:
-        convert(converter, args)
+        convert(fmt, request)
         return output
-    job, output = prepare(converter, args)
+    job, output = prepare(format_converter, request)
     strip_conv_arithmetic(job.deploy_model, job.example, PROBE_KIND[fmt])
     tmp = temporary_path(output)
     try:
-        manifest, _ = export_unverified(converter, job, tmp)
+        manifest, _ = export_unverified(format_converter, job, tmp)
         manifest["verification"] = {"status": "not run", "reason": "timing probe: convolutions stripped of arithmetic"}
         finalize(tmp, output, manifest)
     finally:
@@ -183,23 +183,27 @@ def format_floors(results: list[dict]) -> str:
     return text_table(header, rows, right_from=1)
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--formats", nargs="+", choices=list(CONVERTERS), default=list(CONVERTERS))
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, ConvertRequest]:
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--formats", nargs="+", choices=list(PROBE_KIND), default=list(PROBE_KIND))
     parser.add_argument("--runs", type=int, default=1000, help="timed runs per artifact (default 1000)")
     parser.add_argument("--rounds", type=int, default=50, help="interleaving rounds (default 50)")
     parser.add_argument("--threads", type=int, help="threads (default: physical cores)")
     parser.add_argument("--json", type=Path, help="also write the result to this JSON file")
-    for flag in PASSED_ON:
-        parser.add_argument(flag, help="as for the converters")
+    parser.add_argument("--model", help="as for the converters")
+    parser.add_argument("--checkpoint", type=Path, help="as for the converters")
+    parser.add_argument("--imgsz", type=int, help="as for the converters")
+    parser.add_argument("--calib", help="as for the converters")
+    parser.add_argument("--calib-size", type=int, default=ConvertRequest.calib_size, help="as for the converters")
+    parser.add_argument("--verify-images", type=int, default=ConvertRequest.verify_images, help="as for the converters")
     args = parser.parse_args(argv)
-    passed = [item for flag in PASSED_ON if getattr(args, flag[2:].replace("-", "_")) is not None
-              for item in (flag, getattr(args, flag[2:].replace("-", "_")))]
-    return args, passed
+    request = ConvertRequest(model=args.model, checkpoint=args.checkpoint, imgsz=args.imgsz, calib=args.calib,
+                             calib_size=args.calib_size, verify_images=args.verify_images)
+    return args, request
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, passed = parse_args(argv)
+    args, request = parse_args(argv)
     if args.runs < 1 or args.rounds < 1 or (args.threads is not None and args.threads < 1):
         print("error: --runs, --rounds and --threads must be >= 1", file=sys.stderr)
         return 2
@@ -212,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                 folder.mkdir()
                 for precision in ("fp32", "int8"):
                     for probe in (False, True):
-                        built[fmt, precision, probe] = build(fmt, precision, passed, folder, probe)
-        except (ConvertError, VerificationFailed, ValueError) as err:
+                        built[fmt, precision, probe] = build(fmt, precision, request, folder, probe)
+        except (UserError, VerificationFailed) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         keys = list(built)
@@ -233,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ONNX Runtime, one more 1x1 conv of {channels} channels at {size}x{size} pixels adds "
                   f"{cost['fp32']:.2f} us fp32, {cost['int8']:.2f} us int8 (QLinearConv, no Q/DQ between convs)")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine_description(threads), "args": passed, "runs": args.runs,
+        args.json.write_text(json.dumps({"machine": machine_description(threads), "request": repr(request), "runs": args.runs,
                                          "rounds": args.rounds, "results": results,
                                          "onnx_us_per_conv": per_conv}, indent=2) + "\n")
     return 0

@@ -19,22 +19,23 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 import warnings  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass, field, replace  # noqa: E402
 from datetime import datetime  # noqa: E402
 
+from common.defaults import ARTIFACTS_DIR, RUNS_DIR, SHIPPED_CHECKPOINT, SHIPPED_VARIANT  # noqa: E402
+from common.cli import Parser  # noqa: E402
+from common.errors import UserError  # noqa: E402
 from benchmarks.accuracy import DEFAULT_COREML_LIMIT, DEFAULT_DATA  # noqa: E402
 from benchmarks.latency import (DEFAULT_OMP_WAIT_POLICY, Target, cpu_features, cpu_model,  # noqa: E402
                                 cuda_available, machine_description, physical_cores)
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNS_DIR = ROOT / "runs"
 DEFAULT_SPECS = ("onnx:fp32", "onnx:int8", "executorch:fp32", "executorch:int8",
                  "coreml:fp16", "coreml:int8", "coreml:fp16+palettize4")
 FORMAT_NAMES = {"pytorch": "PyTorch", "onnx": "ONNX", "executorch": "ExecuTorch", "coreml": "Core ML"}
@@ -43,7 +44,7 @@ COLUMNS = ["format", "runtime", "precision", "status", "size MB", "top-1", "delt
 RANDOM_NA = "n/a (random weights)"
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """A request the report cannot serve (missing weights, bad arguments); printed as one line."""
 
 
@@ -115,21 +116,10 @@ def parse_spec(spec: str) -> Job:
     """``onnx:fp32``, ``executorch:int8``, ``coreml:fp16+palettize4`` -> Job (format checked later)."""
     fmt, sep, rest = spec.strip().partition(":")
     if not sep or not fmt or not rest:
-        raise ValueError(f"artifact spec {spec!r} is not FORMAT:PRECISION[+COMPRESS] (e.g. onnx:int8, "
+        raise ReportError(f"artifact spec {spec!r} is not FORMAT:PRECISION[+COMPRESS] (e.g. onnx:int8, "
                          f"coreml:fp16+palettize4)")
     precision, _, compress = rest.partition("+")
     return Job(spec.strip(), fmt.lower(), precision, compress or None)
-
-
-def converters() -> dict:
-    from convert import to_coreml, to_executorch, to_onnx
-    return {"onnx": to_onnx.CONVERTER, "executorch": to_executorch.CONVERTER, "coreml": to_coreml.CONVERTER}
-
-
-def artifact_path(job: Job, directory: Path, stem: str, size: int, batch: int, suffix: str) -> Path:
-    """The converters' naming scheme: ``<stem>_<size>_<precision>[_<compress>][_b<batch>]<suffix>``."""
-    name = f"{stem}_{size}_{job.precision}" + (f"_{job.compress}" if job.compress else "")
-    return directory / (name + (f"_b{batch}" if batch != 1 else "") + suffix)
 
 
 def reusable(path: Path, job: Job, checkpoint_sha: str, size: int, batch: int) -> tuple[dict | None, str]:
@@ -164,49 +154,31 @@ def reusable(path: Path, job: Job, checkpoint_sha: str, size: int, batch: int) -
 
 def build(job: Job, checkpoint: Path, checkpoint_sha: str, size: int, batch: int, directory: Path,
           verify_data: str | None, rebuild: bool, log, calib: str | None = None) -> None:
-    """Reuse or convert ``job`` through the converter's Python API; failures land in ``job.error``."""
-    from convert.pipeline import build_parser, convert
-    table = converters()
-    if job.format not in table:
-        job.error = f"unknown format {job.format!r}; choose one of {', '.join(table)}"
-        return
-    converter = table[job.format]
-    job.path = artifact_path(job, directory, checkpoint.stem, size, batch, converter.suffix)
-    if not rebuild:
-        manifest, _ = reusable(job.path, job, checkpoint_sha, size, batch)
-        if manifest is not None:
-            job.manifest, job.built = {**manifest, "path": str(job.path)}, "reused"
-            return
-    argv = ["--checkpoint", str(checkpoint), "--imgsz", str(size), "--batch", str(batch), "--output", str(job.path),
-            "--precision", job.precision]
-    argv += ["--compress", job.compress] if job.compress else []
-    argv += ["--verify-data", verify_data] if verify_data else []
-    argv += ["--force"] if job.path.exists() else []
+    """Reuse or convert ``job`` through the conversion API; failures land in ``job.error``."""
+    from convert.api import ConvertRequest, convert, converter
+    request = ConvertRequest(checkpoint=checkpoint, imgsz=size, batch=batch, precision=job.precision,
+                             compress=job.compress, verify_data=verify_data, output_dir=directory,
+                             calib=calib if (job.precision == "int8" or job.compress) else None,
+                             eval_images=0)  # the report measures accuracy itself, on the whole test set
     start = time.perf_counter()
     try:
-        parser, message = build_parser(converter), io.StringIO()
-        known = parser._option_string_actions
-        if (job.precision == "int8" or job.compress) and calib and "--calib" in known:
-            argv += ["--calib", calib]
-        if "--eval-images" in known:  # the report measures accuracy itself, on the whole test set
-            argv += ["--eval-images", "0"]
-        try:
-            with contextlib.redirect_stderr(message):
-                args, unknown = parser.parse_known_args(argv)
-        except SystemExit:
-            raise ValueError(message.getvalue().strip().splitlines()[-1].removeprefix(f"{parser.prog}: ")) from None
-        if unknown:
-            raise ValueError(f"the {job.format} converter has no option {' '.join(unknown)} (not supported by "
-                             f"convert/{'to_' + job.format}.py yet)")
-        print(f"\n=== {job.spec}: {' '.join(argv)}", file=log, flush=True)
+        job.path = converter(job.format).artifact_path(request, checkpoint.stem, size)
+        if not rebuild:
+            manifest, _ = reusable(job.path, job, checkpoint_sha, size, batch)
+            if manifest is not None:
+                job.manifest, job.built = {**manifest, "path": str(job.path)}, "reused"
+                return
+        print(f"\n=== {job.spec}: {request}", file=log, flush=True)
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            job.manifest = convert(converter, args)
+            job.manifest = convert(job.format, replace(request, output=job.path, force=job.path.exists()))
         job.built = "built"
     except Exception as err:  # every failure of one artifact is that row's error, never the report's
         text = str(err).strip()
         job.error = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"[:600]
         print(f"error: {job.error}", file=log, flush=True)
+        if not isinstance(err, UserError):
+            traceback.print_exc(file=log)
     job.build_seconds = round(time.perf_counter() - start, 1)
 
 
@@ -291,7 +263,7 @@ def installed_versions() -> dict:
 # --- the report ---------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from model import list_models
-    parser = argparse.ArgumentParser(description="Accuracy-vs-latency report of every artifact of a model.")
+    parser = Parser(description="Accuracy-vs-latency report of every artifact of a model.")
     parser.add_argument("--model", choices=list_models(), help="variant; without --checkpoint: random weights "
                         "(latency only, accuracy n/a)")
     parser.add_argument("--checkpoint", type=Path, help="weights (default: weights/shunted_nano_fmnist.pt)")
@@ -310,7 +282,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"on Linux (numpy evaluator; default {DEFAULT_COREML_LIMIT}, 0 = all)")
     parser.add_argument("--artifacts", default=",".join(DEFAULT_SPECS), help="comma-separated FORMAT:PRECISION"
                         f"[+COMPRESS] (default: {','.join(DEFAULT_SPECS)})")
-    parser.add_argument("--artifacts-dir", type=Path, default=ROOT / "artifacts", help="where artifacts are built "
+    parser.add_argument("--artifacts-dir", type=Path, default=ARTIFACTS_DIR, help="where artifacts are built "
                         "and reused (default artifacts/)")
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="parent of the run folders (default runs/)")
     parser.add_argument("--rebuild", action="store_true", help="convert again even when a matching artifact exists")
@@ -329,14 +301,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve_checkpoint(args: argparse.Namespace) -> tuple[Path, bool, list[str]]:
     """(checkpoint every row is built from, random weights?, warnings)."""
-    from convert.pipeline import DEFAULT_CHECKPOINT, DEFAULT_VARIANT
     from model import create_model
     notes = []
     if args.checkpoint is None and args.model is None:
-        if not DEFAULT_CHECKPOINT.is_file():
-            raise ReportError(f"default weights {DEFAULT_CHECKPOINT} are missing; pass --checkpoint, or "
-                              f"--model NAME for random weights (latency only, e.g. --model {DEFAULT_VARIANT} --imgsz 32)")
-        args.checkpoint = DEFAULT_CHECKPOINT
+        if not SHIPPED_CHECKPOINT.is_file():
+            raise ReportError(f"default weights {SHIPPED_CHECKPOINT} are missing; pass --checkpoint, or "
+                              f"--model NAME for random weights (latency only, e.g. --model {SHIPPED_VARIANT} --imgsz 32)")
+        args.checkpoint = SHIPPED_CHECKPOINT
     if args.checkpoint is None:
         size = args.imgsz or 224
         notes.append(f"warning: no --checkpoint: {args.model} with random weights (seed 0) - accuracy columns "
@@ -680,11 +651,9 @@ def main(argv: list[str] | None = None) -> int:
     if policy in ("PASSIVE", "ACTIVE") and "torch" not in sys.modules:  # too late to matter once imported
         os.environ.setdefault("OMP_WAIT_POLICY", policy)
     args = parse_args(argv)
-    from data import DataError
-    from model import CheckpointError
     try:
         run_report(args)
-    except (ReportError, CheckpointError, DataError, ValueError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -54,7 +54,19 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def finalize(tmp: Path, final: Path, manifest: dict) -> dict:
+class Manifest(dict):
+    """An artifact's manifest (the JSON of ``<artifact>.json``) plus where the two were written."""
+
+    @property
+    def path(self) -> Path:
+        return Path(self["path"])
+
+    @property
+    def verification(self) -> dict:
+        return self["verification"]
+
+
+def finalize(tmp: Path, final: Path, manifest: dict, force: bool = False) -> Manifest:
     """Hash the verified artifact, write its manifest, move both under their final names; returns it."""
     manifest = {**manifest, "artifact": final.name, "sha256": artifact_sha256(tmp),
                 "size_bytes": artifact_size(tmp)}
@@ -64,4 +76,4 @@ def finalize(tmp: Path, final: Path, manifest: dict) -> dict:
     remove(final)  # only reached with --force or when absent
     os.replace(tmp, final)
     os.replace(sidecar_tmp, sidecar)
-    return {**manifest, "path": str(final), "manifest_path": str(sidecar)}
+    return Manifest(manifest, path=str(final), manifest_path=str(sidecar))

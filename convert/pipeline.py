@@ -1,37 +1,32 @@
-"""The one conversion pipeline: arguments -> model -> export to a temporary name -> verify -> manifest.
+"""The one conversion pipeline: request -> model -> export to a temporary name -> verify -> manifest.
 
-Each ``to_<format>.py`` script describes its format with a :class:`Converter` and calls :func:`main`.
+Each ``to_<format>.py`` describes its format with a :class:`Converter`; :func:`convert` runs it.
+Command lines are parsed in ``convert/cli.py`` only.
 """
 from __future__ import annotations
 
-import argparse
-import copy
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from data import DataError, build_dataset
-from model import CheckpointError, create_model, file_sha256, list_models
+from common.defaults import SHIPPED_CHECKPOINT
+from common.errors import UserError
+from model import create_model, file_sha256
+from model.deploy import deploy_form, float_in_int8
 from quantize.calibration import calibration_batch
 
-from runtime.quiet import quiet_third_party
-
-from .manifest import finalize, remove, temporary_path, versions
-from .verify import compare, failures, reference_logits, verification_inputs
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINT = ROOT / "weights" / "shunted_nano_fmnist.pt"
-DEFAULT_VARIANT = "shunted_nano"
-ARTIFACTS = ROOT / "artifacts"
+from .manifest import Manifest, finalize, remove, temporary_path, versions
+from .request import ConvertRequest, artifact_name, checkpoint_stem
+from .verify import accuracy_against_reference, compare, failures, reference_logits, verification_inputs
 
 
-class ConvertError(Exception):
+class ConvertError(UserError):
     """A user mistake or an unsupported request; printed as one line, exit status 2."""
 
 
@@ -41,11 +36,12 @@ class VerificationFailed(Exception):
 
 @dataclass
 class Job:
-    """Everything an exporter needs: the deploy-ready model, the example input, the request."""
+    """Everything an exporter needs: the request, its format options, the models and the example input."""
 
-    args: argparse.Namespace
+    request: ConvertRequest
+    options: object  # the converter's options dataclass, filled
     model: torch.nn.Module  # the reference (eval mode, unfused)
-    deploy_model: torch.nn.Module  # BatchNorm and attention scale folded, in the converter's model_form
+    deploy_model: torch.nn.Module  # model.deploy.deploy_form for the converter's backend
     meta: dict
     example: torch.Tensor
     checkpoint: Path | None
@@ -53,21 +49,21 @@ class Job:
 
     @property
     def precision(self) -> str:
-        return self.args.precision
+        return self.request.precision
 
     @property
     def float_modules(self) -> list[str]:
-        """int8: --float-modules plus what the deploy model keeps float (``int8_float_modules``)."""
-        return [*self.args.float_modules, *self.deploy_model.int8_float_modules()]
+        """int8: the requested float modules plus what the deploy model keeps float."""
+        return [*self.request.float_modules, *float_in_int8(self.deploy_model)]
 
     def calibration(self) -> np.ndarray:
-        """Calibration inputs (--calib, default the checkpoint's dataset), loaded once."""
+        """Calibration inputs (``request.calib``, default the checkpoint's dataset), loaded once."""
         if self._calibration is None:
-            source = self.args.calib or self.meta.get("dataset")
+            source = self.request.calib or self.meta.get("dataset")
             if source is None:
                 raise ConvertError("int8 needs calibration images: pass --calib fashion-mnist, an image folder "
                                    "or a .npy array of preprocessed images")
-            self._calibration = calibration_batch(source, self.meta, self.args.calib_size)
+            self._calibration = calibration_batch(source, self.meta, self.request.calib_size)
         return self._calibration
 
 
@@ -83,70 +79,72 @@ class Exported:
 
 
 @dataclass
+class NoOptions:
+    """A format without options of its own."""
+
+
+@dataclass
 class Converter:
     format: str
     suffix: str
-    precisions: tuple[str, ...]
+    precisions: tuple[str, ...]  # the first is the default
     export: Callable[[Job, Path], Exported]
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-    name_tag: Callable[[argparse.Namespace], str] = lambda args: ""
-    fold_norms: bool = True  # see ShuntedTransformer.fuse_for_deploy
-    # the deploy model in the form this format runs best (norm form), applied once in prepare()
-    model_form: Callable[[torch.nn.Module, argparse.Namespace], torch.nn.Module] = lambda model, args: model
+    options: type = NoOptions  # dataclass of the format's own options (its CLI flags in add_arguments)
+    add_arguments: Callable | None = None  # (argparse parser) -> None; dests named as the options' fields
+    compressions: tuple[str, ...] = ()  # weight-only compressions the format offers
+    name_tag: Callable[[ConvertRequest, object], str] = lambda request, options: ""
+    backend: Callable[[object], str] = lambda options: "portable"  # the deploy form (model.deploy)
+
+    def artifact_path(self, request: ConvertRequest, stem: str, size: int) -> Path:
+        """Where ``request`` writes when it names no output: ``<output_dir>/<artifact_name><suffix>``."""
+        request = self.complete(request)
+        name = artifact_name(stem, size, request.precision, self.name_tag(request, request.options), request.batch)
+        return request.output_dir / f"{name}{self.suffix}"
+
+    def complete(self, request: ConvertRequest) -> ConvertRequest:
+        """``request`` with the format's defaults filled in (precision, options), checked."""
+        precision = request.precision or self.precisions[0]
+        if precision not in self.precisions:
+            raise ConvertError(f"--precision {precision} is not available for {self.format}; "
+                               f"choose one of {', '.join(self.precisions)}")
+        if request.compress is not None and request.compress not in self.compressions:
+            offered = ", ".join(self.compressions) or "none"
+            raise ConvertError(f"--compress {request.compress} is not available for {self.format} (offered: {offered})")
+        options = request.options if request.options is not None else self.options()
+        if not isinstance(options, self.options):
+            raise TypeError(f"{self.format} takes {self.options.__name__} options, got {type(options).__name__}")
+        return replace(request, precision=precision, options=options)
 
 
-def build_parser(converter: Converter) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=f"Export a Shunted Transformer to {converter.format}, verified against PyTorch.")
-    parser.add_argument("--model", choices=list_models(), help="variant (default: the checkpoint's, "
-                        f"else the shipped default model {DEFAULT_CHECKPOINT.name})")
-    parser.add_argument("--checkpoint", type=Path, help="our checkpoint or an official Shunted one")
-    parser.add_argument("--imgsz", type=int, help="input size, a multiple of 32 (default: the checkpoint's)")
-    parser.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
-    parser.add_argument("--output", type=Path, help="artifact path (default: <output-dir>/<checkpoint>_<size>_<precision>)")
-    parser.add_argument("--output-dir", type=Path, default=ARTIFACTS, help="folder for the default name (artifacts/)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing artifact")
-    parser.add_argument("--precision", default=converter.precisions[0], help=f"one of {', '.join(converter.precisions)}")
-    parser.add_argument("--calib", help="int8 calibration: fashion-mnist, an image folder or a .npy array "
-                        "(default: the checkpoint's dataset)")
-    parser.add_argument("--calib-size", type=int, default=256, help="calibration images (default 256)")
-    parser.add_argument("--float-modules", nargs="*", default=[], metavar="NAME",
-                        help="int8: modules kept in float (e.g. stages.0.blocks.0.attn), see quantize/sensitivity.py")
-    parser.add_argument("--eval-images", type=int, default=1000,
-                        help="labelled test images for the accuracy check against fp32 (0 to skip)")
-    parser.add_argument("--verify-data", help="dataset for verification images: fashion-mnist or an image folder "
-                        "(default: the checkpoint's dataset)")
-    parser.add_argument("--verify-images", type=int, default=32, help="real images used in verification")
-    parser.add_argument("--verify-random", type=int, default=8, help="random images used in verification")
-    if converter.add_arguments:
-        converter.add_arguments(parser)
-    return parser
+def _check_counts(request: ConvertRequest) -> None:
+    for name, low in (("batch", 1), ("calib_size", 1), ("eval_images", 0), ("verify_images", 0),
+                      ("verify_random", 0)):
+        if getattr(request, name) < low:
+            raise ConvertError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(request, name)}")
+    if request.verify_images + request.verify_random < 1:
+        raise ConvertError("verification needs at least one image: raise --verify-images or --verify-random")
 
 
-def _resolve_checkpoint(args: argparse.Namespace) -> Path | None:
-    if args.checkpoint is not None:
-        return args.checkpoint
-    if args.model is None:
-        if not DEFAULT_CHECKPOINT.is_file():
-            raise ConvertError(f"default weights {DEFAULT_CHECKPOINT} are missing; pass --model and --checkpoint")
-        return DEFAULT_CHECKPOINT
-    print(f"warning: no --checkpoint: exporting freshly initialised {args.model} weights (fine for latency "
+def _resolve_checkpoint(request: ConvertRequest) -> Path | None:
+    if request.checkpoint is not None:
+        return Path(request.checkpoint)
+    if request.model is None:
+        if not SHIPPED_CHECKPOINT.is_file():
+            raise ConvertError(f"default weights {SHIPPED_CHECKPOINT} are missing; pass --model and --checkpoint")
+        return SHIPPED_CHECKPOINT
+    print(f"warning: no --checkpoint: exporting freshly initialised {request.model} weights (fine for latency "
           f"work, meaningless predictions)", file=sys.stderr)
     return None
 
 
-def _resolve_output(converter: Converter, args: argparse.Namespace, meta: dict, checkpoint: Path | None) -> Path:
-    if args.output is None:
-        stem = checkpoint.stem if checkpoint else f"{meta['variant']}_random"
-        tag = converter.name_tag(args)
-        name = f"{stem}_{meta['input_size']}_{args.precision}{'_' + tag if tag else ''}"
-        if args.batch != 1:
-            name += f"_b{args.batch}"
-        args.output = args.output_dir / f"{name}{converter.suffix}"
-    output = args.output
+def _resolve_output(converter: Converter, request: ConvertRequest, meta: dict, checkpoint: Path | None) -> Path:
+    output = request.output
+    if output is None:
+        output = converter.artifact_path(request, checkpoint_stem(checkpoint, meta["variant"]), meta["input_size"])
+    output = Path(output)
     if output.suffix != converter.suffix:
         raise ConvertError(f"--output {output} must end in {converter.suffix}")
-    if output.exists() and not args.force:
+    if output.exists() and not request.force:
         raise ConvertError(f"{output} already exists; pass --force to overwrite it or choose another --output")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -157,55 +155,48 @@ def _resolve_output(converter: Converter, args: argparse.Namespace, meta: dict, 
     return output
 
 
-def prepare(converter: Converter, args: argparse.Namespace) -> tuple[Job, Path]:
+def _check_float_modules(deploy_model: torch.nn.Module, names: tuple[str, ...]) -> None:
+    known = dict(deploy_model.named_modules())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        units = [n for n, m in deploy_model.named_modules() if n.count(".") <= 3 and n]
+        raise ConvertError(f"--float-modules: no module {', '.join(unknown)} in this model; valid names include "
+                           f"{', '.join(units[:12])}, ... (see quantize/sensitivity.py)")
+
+
+def prepare(converter: Converter, request: ConvertRequest) -> tuple[Job, Path]:
     """Validate the request and build the model; nothing is written yet."""
-    if args.precision not in converter.precisions:
-        raise ConvertError(f"--precision {args.precision} is not available for {converter.format}; "
-                           f"choose one of {', '.join(converter.precisions)}")
-    if args.batch < 1:
-        raise ConvertError(f"--batch must be >= 1, got {args.batch}")
-    checkpoint = _resolve_checkpoint(args)
-    model = create_model(args.model, checkpoint_path=checkpoint, img_size=args.imgsz).eval()
+    request = converter.complete(request)
+    _check_counts(request)
+    checkpoint = _resolve_checkpoint(request)
+    model = create_model(request.model, checkpoint_path=checkpoint, img_size=request.imgsz).eval()
     meta = dict(model.meta)
     if checkpoint is not None:
         meta.update(checkpoint=str(checkpoint), checkpoint_sha256=file_sha256(checkpoint))
-    output = _resolve_output(converter, args, meta, checkpoint)
+    output = _resolve_output(converter, request, meta, checkpoint)
     size = meta["input_size"]
-    deploy_model = copy.deepcopy(model).fuse_for_deploy(fold_norms=converter.fold_norms, input_size=size)
-    deploy_model = converter.model_form(deploy_model, args)
-    example = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-    return Job(args, model, deploy_model, meta, example, checkpoint), output
+    deploy_model = deploy_form(model, converter.backend(request.options), size)
+    _check_float_modules(deploy_model, request.float_modules)
+    example = torch.randn(request.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return Job(request, request.options, model, deploy_model, meta, example, checkpoint), output
 
 
 def verify(job: Job, tmp: Path, manifest: dict) -> dict:
     """Run the artifact and the PyTorch model on the same real + random images; raise if it misses."""
     from runtime import load_artifact
-    args = job.args
-    inputs, n_real, source = verification_inputs(job.meta, args.verify_images, args.verify_random, args.verify_data)
+    request = job.request
+    inputs, n_real, source = verification_inputs(job.meta, request.verify_images, request.verify_random,
+                                                 request.verify_data)
     runner = load_artifact(tmp, manifest=manifest)
     figures = compare(reference_logits(job.model, inputs), runner.run(inputs), n_real)
     figures.update(data=source, engine=getattr(runner, "engine", runner.format), status="passed")
-    figures["accuracy"] = accuracy_against_reference(job, runner)
-    missed = failures(figures, getattr(args, "compress", None) or job.precision)
+    figures["accuracy"] = accuracy_against_reference(job.model, runner, request.verify_data or job.meta.get("dataset"),
+                                                     job.meta["preprocess"], request.eval_images)
+    missed = failures(figures, request.compress or job.precision)
     if missed:
         figures["status"] = "failed"
         raise VerificationFailed(f"{runner.format} {job.precision} artifact does not match PyTorch: " + "; ".join(missed))
     return figures
-
-
-def accuracy_against_reference(job: Job, runner) -> dict | None:
-    """Top-1 of the artifact and of the fp32 PyTorch model on labelled test images, and their agreement."""
-    source = job.args.verify_data or job.meta.get("dataset")
-    if not source or job.args.eval_images < 1:
-        return None
-    dataset = build_dataset(source, "test", job.meta["preprocess"], limit=job.args.eval_images)
-    images = torch.stack([dataset[i][0] for i in range(len(dataset))]).numpy()
-    labels = np.asarray([dataset[i][1] for i in range(len(dataset))])
-    ref = reference_logits(job.model, images).argmax(1)
-    got = runner.run(images).argmax(1)
-    top1_ref, top1 = float((ref == labels).mean()), float((got == labels).mean())
-    return {"data": str(source), "images": len(labels), "top1": top1, "top1_fp32": top1_ref,
-            "delta_top1_points": 100 * (top1 - top1_ref), "top1_agreement": float((ref == got).mean())}
 
 
 def export_unverified(converter: Converter, job: Job, tmp: Path) -> tuple[dict, Exported]:
@@ -217,9 +208,9 @@ def export_unverified(converter: Converter, job: Job, tmp: Path) -> tuple[dict, 
     return manifest, exported
 
 
-def convert(converter: Converter, args: argparse.Namespace) -> dict:
+def convert(converter: Converter, request: ConvertRequest) -> Manifest:
     """Export, verify and publish one artifact; returns its manifest."""
-    job, output = prepare(converter, args)
+    job, output = prepare(converter, request)
     tmp = temporary_path(output)
     start = time.perf_counter()
     try:
@@ -231,37 +222,6 @@ def convert(converter: Converter, args: argparse.Namespace) -> dict:
             manifest["verification"] = {"status": "not run", "reason": exported.not_runnable_reason}
         manifest["seconds"] = round(time.perf_counter() - start, 2)
         manifest["export_seconds"] = round(export_seconds, 2)
-        return finalize(tmp, output, manifest)
+        return finalize(tmp, output, manifest, job.request.force)
     finally:
         remove(tmp)
-
-
-def describe(manifest: dict) -> str:
-    v = manifest["verification"]
-    if v["status"] != "passed":
-        check = f"verification {v['status']}: {v.get('reason', '')}"
-    else:
-        check = (f"verified on {v['samples']} inputs ({v['data']}, {v['engine']}): max|diff| {v['max_abs_diff']:.2e}, "
-                 f"cosine {v['cosine']:.6f}, top-1 agreement {v['top1_agreement']:.1%}")
-    size_mb = manifest["size_bytes"] / 1e6
-    return (f"wrote {manifest['path']} ({size_mb:.2f} MB; export {manifest['export_seconds']:.1f} s, "
-            f"with verification {manifest['seconds']:.1f} s)\n  {check}\n"
-            f"  manifest {manifest['manifest_path']}")
-
-
-USER_ERRORS = (ConvertError, CheckpointError, DataError, ValueError, FileNotFoundError, PermissionError)
-
-
-def main(converter: Converter, argv: list[str] | None = None) -> int:
-    args = build_parser(converter).parse_args(argv)
-    quiet_third_party()
-    try:
-        manifest = convert(converter, args)
-    except VerificationFailed as err:
-        print(f"error: {err}; no artifact was written", file=sys.stderr)
-        return 1
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(describe(manifest))
-    return 0

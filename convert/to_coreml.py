@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from convert.pipeline import Converter, ConvertError, Exported, Job, main
+from convert.cli import main
+from convert.pipeline import Converter, ConvertError, Exported, Job
 from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
@@ -34,11 +36,14 @@ INPUT_NAME, PROBS_NAME, LOGITS_NAME = "image", "probabilities", "logits"
 COMPRESSIONS = ("linear8", "palettize6", "palettize4")
 
 
+@dataclass
+class CoreMLOptions:
+    deployment_target: str = "iOS17"
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--deployment-target", choices=TARGETS, default="iOS17",
+    parser.add_argument("--deployment-target", choices=TARGETS,
                         help="minimum_deployment_target (default iOS17, i.e. macOS14)")
-    parser.add_argument("--compress", choices=COMPRESSIONS,
-                        help="weight-only compression: 8-bit linear, or 6-/4-bit k-means palettization")
 
 
 def image_adapter(preprocess: dict) -> tuple[float, list[float], np.ndarray | None]:
@@ -89,7 +94,7 @@ def convert_program(job: Job, scale: float, bias: list[float], mix: np.ndarray |
     with torch.no_grad():
         program = torch.export.export(wrapper, (job.example,), strict=False).run_decompositions({})
     common = {"compute_precision": ct.precision.FLOAT32 if job.precision == "fp32" else ct.precision.FLOAT16,
-              "minimum_deployment_target": getattr(ct.target, job.args.deployment_target)}
+              "minimum_deployment_target": getattr(ct.target, job.options.deployment_target)}
     image = ct.ImageType(name=INPUT_NAME, shape=tuple(job.example.shape), scale=scale, bias=bias,
                          color_layout=ct.colorlayout.RGB)
     outputs = [ct.TensorType(name=PROBS_NAME), ct.TensorType(name=LOGITS_NAME)]
@@ -160,27 +165,29 @@ def structural_checks(path: Path, precision: str, compress: str | None) -> dict:
 
 def export_coreml(job: Job, tmp: Path) -> Exported:
     scale, bias, mix = image_adapter(job.meta["preprocess"])
-    if job.precision == "int8" and job.args.compress:
+    compress = job.request.compress
+    if job.precision == "int8" and compress:
         raise ConvertError("--compress applies to fp16/fp32 programs; int8 (W8A8) already stores int8 weights")
     mlmodel = convert_program(job, scale, bias, mix)
-    if job.args.compress:
-        mlmodel = compress_weights(mlmodel, job.args.compress)
+    if compress:
+        mlmodel = compress_weights(mlmodel, compress)
     describe_model(mlmodel, job)
     mlmodel.save(str(tmp))
     size = job.meta["input_size"]
     return Exported(
-        input={"name": INPUT_NAME, "shape": [job.args.batch, 3, size, size], "kind": "image RGB 0..255",
+        input={"name": INPUT_NAME, "shape": [job.request.batch, 3, size, size], "kind": "image RGB 0..255",
                "image_scale": scale, "image_bias": bias, "channel_mix": None if mix is None else mix.tolist()},
         outputs=output_names(mlmodel),
-        details={"deployment_target": job.args.deployment_target, "platform": platform.system(),
+        details={"deployment_target": job.options.deployment_target, "platform": platform.system(),
                  "verified_with": "Core ML predict" if platform.system() == "Darwin" else "mlprogram numpy evaluator",
-                 "compress": job.args.compress, **structural_checks(tmp, job.precision, job.args.compress)})
+                 "compress": compress, **structural_checks(tmp, job.precision, compress)})
 
 
 # Core ML fuses each whole norm, affine included, into one layer_norm op: folding buys nothing there
 # and costs W8A8 precision (verification cosine 0.995 -> 0.989 on the default model).
-CONVERTER = Converter("coreml", ".mlpackage", ("fp16", "fp32", "int8"), export_coreml, add_arguments,
-                      name_tag=lambda args: args.compress or "", fold_norms=False)
+CONVERTER = Converter("coreml", ".mlpackage", ("fp16", "fp32", "int8"), export_coreml, CoreMLOptions, add_arguments,
+                      compressions=COMPRESSIONS, name_tag=lambda request, options: request.compress or "",
+                      backend=lambda options: "coreml")
 
 if __name__ == "__main__":
     sys.exit(main(CONVERTER))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -17,15 +18,20 @@ if __package__ in (None, ""):
 
 import torch
 
-from convert.pipeline import Converter, ConvertError, Exported, Job, main
-from model.shunted import xnnpack_form
+from convert.cli import main
+from convert.pipeline import Converter, ConvertError, Exported, Job
 from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 
 BACKENDS = ("xnnpack", "coreml", "portable")
 
 
+@dataclass
+class ExecuTorchOptions:
+    backend: str = "xnnpack"
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--backend", choices=BACKENDS, default="xnnpack",
+    parser.add_argument("--backend", choices=BACKENDS,
                         help="delegate: xnnpack (CPU, default), coreml (Apple devices) or portable (no delegate)")
 
 
@@ -73,14 +79,9 @@ def save_program(edge_program, path: Path) -> None:
     path.write_bytes(edge_program.to_executorch().buffer)
 
 
-def model_form(model: torch.nn.Module, args) -> torch.nn.Module:
-    """XNNPACK runs norms op by op: channel means as convs, centred norm inputs (xnnpack_form)."""
-    return xnnpack_form(model) if args.backend == "xnnpack" else model
-
-
 def prepare_model(job: Job) -> torch.nn.Module:
     """The deploy model, PT2E-quantized for int8."""
-    backend, model = job.args.backend, job.deploy_model
+    backend, model = job.options.backend, job.deploy_model
     if job.precision == "int8":
         if backend != "xnnpack":
             raise ConvertError("--precision int8 is built for the XNNPACK backend; use --backend xnnpack")
@@ -89,13 +90,13 @@ def prepare_model(job: Job) -> torch.nn.Module:
 
 
 def export_executorch(job: Job, tmp: Path) -> Exported:
-    backend = job.args.backend
+    backend = job.options.backend
     edge_program = lower(prepare_model(job), job.example, backend)
     report = delegation_report(edge_program)
     save_program(edge_program, tmp)
     size = job.meta["input_size"]
     return Exported(
-        input={"name": "x", "shape": [job.args.batch, 3, size, size], "dtype": "float32", "layout": "NCHW",
+        input={"name": "x", "shape": [job.request.batch, 3, size, size], "dtype": "float32", "layout": "NCHW",
                "kind": "normalized (see model.preprocess)"},
         outputs={"logits": 0},
         details={"backend": backend, **report, **({"float_modules": job.float_modules} if job.precision == "int8" else {})},
@@ -103,8 +104,10 @@ def export_executorch(job: Job, tmp: Path) -> Exported:
         not_runnable_reason="Core ML-delegated programs run only on Apple devices (macOS/iOS ExecuTorch runtime)")
 
 
-CONVERTER = Converter("executorch", ".pte", ("fp32", "int8"), export_executorch, add_arguments,
-                      name_tag=lambda args: "" if args.backend == "xnnpack" else args.backend, model_form=model_form)
+# XNNPACK runs norms op by op: it gets channel means as convs and centred norm inputs (model.deploy)
+CONVERTER = Converter("executorch", ".pte", ("fp32", "int8"), export_executorch, ExecuTorchOptions, add_arguments,
+                      name_tag=lambda request, options: "" if options.backend == "xnnpack" else options.backend,
+                      backend=lambda options: "xnnpack" if options.backend == "xnnpack" else "portable")
 
 if __name__ == "__main__":
     sys.exit(main(CONVERTER))

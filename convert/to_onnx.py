@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -18,32 +19,40 @@ if __package__ in (None, ""):
 
 import torch
 
-from convert.pipeline import Converter, ConvertError, Exported, Job, main
-from model.shunted import set_channel_norm
+from convert.cli import main
+from convert.pipeline import Converter, ConvertError, Exported, Job
 from quantize.onnxrt import ACTIVATIONS, METHODS, quantize_qdq
 
 MIN_OPSET = 18
 OPSET = 20  # the first with a Gelu op
 
 
+@dataclass
+class OnnxOptions:
+    opset: int = OPSET
+    dynamic_batch: bool = False
+    calib_method: str = "minmax"  # int8 activation ranges
+    activation_type: str = "uint8"
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}, >= {MIN_OPSET})")
+    parser.add_argument("--opset", type=int, help=f"ONNX opset (default {OPSET}, >= {MIN_OPSET})")
     parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
-    parser.add_argument("--calib-method", choices=METHODS, default="minmax", help="int8 calibration method")
-    parser.add_argument("--activation-type", choices=ACTIVATIONS, default="uint8", help="int8 activation type")
+    parser.add_argument("--calib-method", choices=METHODS, help="int8 calibration method (default minmax)")
+    parser.add_argument("--activation-type", choices=ACTIVATIONS, help="int8 activation type (default uint8)")
 
 
 def export_onnx(job: Job, tmp: Path) -> Exported:
     import onnx
-    args = job.args
-    if args.opset < MIN_OPSET:
-        raise ConvertError(f"--opset {args.opset} is too old; use {MIN_OPSET} or newer")
+    options = job.options
+    if options.opset < MIN_OPSET:
+        raise ConvertError(f"--opset {options.opset} is too old; use {MIN_OPSET} or newer")
     example = job.example
     dynamic_shapes = None
-    if args.dynamic_batch:  # a batch of 1 would be specialised away, so trace with 2
+    if options.dynamic_batch:  # a batch of 1 would be specialised away, so trace with 2
         example = torch.cat([example, example]) if len(example) == 1 else example
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},)
-    program = torch.onnx.export(job.deploy_model, (example,), None, dynamo=True, opset_version=args.opset,
+    program = torch.onnx.export(job.deploy_model, (example,), None, dynamo=True, opset_version=options.opset,
                                 input_names=["input"], output_names=["logits"],
                                 dynamic_shapes=dynamic_shapes, verbose=False)
     proto = program.model_proto
@@ -61,10 +70,10 @@ def export_onnx(job: Job, tmp: Path) -> Exported:
     onnx.save(proto, str(tmp))  # weights inline: our largest model is far below 2 GB
     size = job.meta["input_size"]
     return Exported(
-        input={"name": "input", "shape": ["batch" if args.dynamic_batch else args.batch, 3, size, size],
+        input={"name": "input", "shape": ["batch" if options.dynamic_batch else job.request.batch, 3, size, size],
                "dtype": "float32", "layout": "NCHW", "kind": "normalized (see model.preprocess)"},
         outputs={"logits": "logits"},
-        details={"opset": args.opset, "nodes": len(proto.graph.node), "dynamic_batch": args.dynamic_batch,
+        details={"opset": options.opset, "nodes": len(proto.graph.node), "dynamic_batch": options.dynamic_batch,
                  **({"quantization": details} if details else {})})
 
 
@@ -74,15 +83,15 @@ def quantize(proto, job: Job, tmp: Path):
     fp32 = tmp.with_name(tmp.stem + ".fp32.onnx")
     onnx.save(proto, str(fp32))
     try:
-        details = quantize_qdq(fp32, tmp, job.calibration(), "input", job.args.calib_method,
-                               job.args.activation_type, job.float_modules)
+        details = quantize_qdq(fp32, tmp, job.calibration(), "input", job.options.calib_method,
+                               job.options.activation_type, job.float_modules)
     finally:
         fp32.unlink(missing_ok=True)
     return onnx.load(str(tmp)), details
 
 
-CONVERTER = Converter("onnx", ".onnx", ("fp32", "int8"), export_onnx, add_arguments,
-                      model_form=lambda model, args: set_channel_norm(model, "last_axis"))
+CONVERTER = Converter("onnx", ".onnx", ("fp32", "int8"), export_onnx, OnnxOptions, add_arguments,
+                      backend=lambda options: "onnx")
 
 if __name__ == "__main__":
     sys.exit(main(CONVERTER))

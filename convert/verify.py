@@ -73,3 +73,18 @@ def failures(figures: dict, precision: str) -> list[str]:
 def reference_logits(model: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         return model.eval()(torch.from_numpy(inputs)).numpy()
+
+
+def accuracy_against_reference(model: torch.nn.Module, runner, source: str | None, preprocess: dict,
+                               limit: int) -> dict | None:
+    """Top-1 of the artifact and of the fp32 PyTorch model on labelled test images, and their agreement."""
+    if not source or limit < 1:
+        return None
+    dataset = build_dataset(source, "test", preprocess, limit=limit)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))]).numpy()
+    labels = np.asarray([dataset[i][1] for i in range(len(dataset))])
+    ref = reference_logits(model, images).argmax(1)
+    got = runner.run(images).argmax(1)
+    top1_ref, top1 = float((ref == labels).mean()), float((got == labels).mean())
+    return {"data": str(source), "images": len(labels), "top1": top1, "top1_fp32": top1_ref,
+            "delta_top1_points": 100 * (top1 - top1_ref), "top1_agreement": float((ref == got).mean())}

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import torch
 
+from common.errors import UserError
+
 from .shunted import VARIANTS
 
 FORMAT = "shunted-edge/1"
 _SAFETENSORS_META_KEY = "shunted_edge"
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used; the message says why and what to do."""
 
 

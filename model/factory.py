@@ -6,10 +6,23 @@ import os
 import warnings
 from pathlib import Path
 
+from common.errors import UserError
+
 from .checkpoint import CheckpointError, describe_architecture, identify_variant, load_state, read_checkpoint
 from .shunted import VARIANTS, ShuntedTransformer, build, check_input_size
 
 DEFAULT_INPUT_SIZE = 224
+
+
+class ModelError(UserError, ValueError):
+    """A model request that cannot be built (unknown variant, unsupported input size, label count)."""
+
+
+def _check_size(size: int) -> None:
+    try:
+        check_input_size(size)
+    except ValueError as err:
+        raise ModelError(str(err)) from None
 
 
 def list_models() -> list[str]:
@@ -26,9 +39,9 @@ def imagenet_preprocess(img_size: int) -> dict:
 def make_meta(variant: str, num_classes: int, input_size: int, labels: list[str] | None = None,
               preprocess: dict | None = None, **extra) -> dict:
     """The metadata dict stored with weights: everything a converter, benchmark or app needs."""
-    check_input_size(input_size)
+    _check_size(input_size)
     if labels is not None and len(labels) != num_classes:
-        raise ValueError(f"{len(labels)} labels given for {num_classes} classes")
+        raise ModelError(f"{len(labels)} labels given for {num_classes} classes")
     return {"variant": variant, "num_classes": num_classes, "input_size": input_size,
             "labels": list(labels) if labels is not None else None,
             "preprocess": preprocess or imagenet_preprocess(input_size), **extra}
@@ -69,16 +82,16 @@ def create_model(name: str | None = None, num_classes: int | None = None, checkp
         if name is None:
             raise CheckpointError(f"{source}: cannot tell which variant it holds; pass the model name")
     if name is None:
-        raise ValueError(f"create_model needs a model name; choose one of: {', '.join(VARIANTS)}")
+        raise ModelError(f"create_model needs a model name; choose one of: {', '.join(VARIANTS)}")
     if name not in VARIANTS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(VARIANTS)}")
+        raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(VARIANTS)}")
     if state_dict is not None and not overrides:
         _check_variant(name, state_dict, source)
 
     ckpt_classes = (describe_architecture(state_dict) or {}).get("num_classes") if state_dict is not None else None
     classes = num_classes or ckpt_classes or (len(labels) if labels else 1000)
     img_size = img_size or meta.get("input_size") or DEFAULT_INPUT_SIZE
-    check_input_size(img_size)
+    _check_size(img_size)
 
     model = build(name, num_classes=classes, drop_path_rate=drop_path_rate, **overrides)
     keep_labels = meta.get("labels")

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.defaults import SHIPPED_CHECKPOINT
 from data import DataError, build_dataset
 from model import CheckpointError, create_model
 from model.shunted import xnnpack_form
 from quantize.calibration import calibration_batch
 from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "shunted_nano_fmnist.pt"
 
 
 def units(model: torch.nn.Module) -> list[str]:
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-drop", type=float, default=0.5, help="top-1 budget in points for mixed precision")
     parser.add_argument("--output", type=Path, help="JSON file (default: <checkpoint>.sensitivity.json)")
     args = parser.parse_args(argv)
-    checkpoint = args.checkpoint or (None if args.model else DEFAULT_CHECKPOINT)
+    checkpoint = args.checkpoint or (None if args.model else SHIPPED_CHECKPOINT)
     try:
         study = build_study(checkpoint, args.model, args.data, args.calib_size, args.held_out)
     except (DataError, CheckpointError, ValueError) as err:

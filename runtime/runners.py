@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
+
 MANIFEST_SUFFIX = ".json"
 
 
-class ArtifactError(Exception):
+class ArtifactError(UserError):
     """An artifact that cannot be loaded or run here; the message says why and what to do."""
 
 

@@ -107,9 +107,12 @@ def test_artifact_spec_parsing_and_naming(tmp_path):
     assert (job.format, job.precision, job.compress) == ("coreml", "fp16", "palettize4")
     assert job.precision_label == "fp16 + palettize4"
     assert report.parse_spec("coreml:int8").precision_label == "W8A8 (int8)"
-    assert report.artifact_path(report.parse_spec("onnx:int8"), tmp_path, "m", 32, 1, ".onnx").name == "m_32_int8.onnx"
-    assert report.artifact_path(job, tmp_path, "m", 32, 4, ".mlpackage").name == "m_32_fp16_palettize4_b4.mlpackage"
-    with pytest.raises(ValueError):
+    from convert.api import ConvertRequest, converter
+    request = ConvertRequest(precision="int8", output_dir=tmp_path)
+    assert converter("onnx").artifact_path(request, "m", 32).name == "m_32_int8.onnx"
+    request = ConvertRequest(precision="fp16", compress="palettize4", batch=4, output_dir=tmp_path)
+    assert converter("coreml").artifact_path(request, "m", 32).name == "m_32_fp16_palettize4_b4.mlpackage"
+    with pytest.raises(report.ReportError):
         report.parse_spec("onnx")
 
 

@@ -1,5 +1,6 @@
 """benchmarks/conv_floor.py: the stripped probes keep every shape, the arithmetic of the floor, and the CLI."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,10 +62,10 @@ def test_onnx_floor_end_to_end(tmp_path, capsys):
 def test_executorch_probe_strips_the_model_in_its_xnnpack_form(checkpoint):
     """The probe keeps the real program's non-conv ops: norms already centred, only convs replaced."""
     from convert import to_executorch
-    from convert.pipeline import build_parser, prepare
+    from convert.api import ConvertRequest
+    from convert.pipeline import prepare
     from model.shunted import LayerNorm2d
-    args = build_parser(to_executorch.CONVERTER).parse_args(["--checkpoint", str(checkpoint), "--output", "unused.pte"])
-    job, _ = prepare(to_executorch.CONVERTER, args)
+    job, _ = prepare(to_executorch.CONVERTER, ConvertRequest(checkpoint=checkpoint, output=Path("unused.pte")))
     norms = [m for m in job.deploy_model.modules() if isinstance(m, LayerNorm2d)]
     assert all(n.mode == "conv" and n.input_centred for n in norms)
     assert conv_floor.strip_conv_arithmetic(job.deploy_model, job.example, conv_floor.PROBE_KIND["executorch"]) > 0

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from convert import to_coreml, to_executorch, to_onnx
-from convert.pipeline import Converter, main
+from convert.cli import main
+from convert.pipeline import Converter
 from data import FASHION_MNIST_CLASSES, build_dataset, fashion_mnist_preprocess
 from model import create_model
 from model.shunted import LayerNorm2d, set_channel_norm
@@ -175,7 +176,7 @@ def test_failed_verification_leaves_nothing(checkpoint, tmp_path, capsys):
             job.deploy_model.head.bias.add_(1.0)  # the artifact now disagrees with the reference
         return to_onnx.export_onnx(job, tmp)
 
-    broken = Converter("onnx", ".onnx", ("fp32",), export_wrong_weights, to_onnx.add_arguments)
+    broken = Converter("onnx", ".onnx", ("fp32",), export_wrong_weights, to_onnx.OnnxOptions, to_onnx.add_arguments)
     assert main(broken, ["--checkpoint", str(checkpoint), "--output", str(tmp_path / "x.onnx")]) == 1
     assert "does not match" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

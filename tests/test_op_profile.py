@@ -7,7 +7,7 @@ import pytest
 from benchmarks import op_profile
 from conftest import TRAINED
 from convert import to_executorch, to_onnx
-from convert.pipeline import main as convert_main
+from convert.cli import main as convert_main
 
 FAST = op_profile.Plan(runs=3, warmup=1, threads=2)
 # Conv2d modules of shunted_nano deployed at 32 px (the single-token K/V scales collapsed): the Conv

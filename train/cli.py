@@ -1,28 +1,21 @@
-"""Command-line conventions of train.py and evaluate.py: a user mistake is one line on stderr and exit 2."""
+"""Command-line conventions of train.py and evaluate.py (common/cli.py), and their error type."""
 from __future__ import annotations
 
-import argparse
-import sys
 from typing import Callable
 
-from data import DataError
-from model import CheckpointError
+from common.cli import Parser, run_cli as run_command
+from common.errors import UserError
 
-USER_ERRORS = (DataError, CheckpointError, ValueError, OSError)
+__all__ = ["Parser", "TrainError", "run_cli"]
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
+class TrainError(UserError):
+    """A training or evaluation request that cannot run; the message says what to do."""
 
 
 def run_cli(command: Callable[[list[str] | None], object], argv: list[str] | None) -> int:
     """Run ``command(argv)``: 0 on success, 2 with ``error: ...`` on stderr for a user mistake."""
-    try:
+    def run() -> int:
         command(argv)
-    except USER_ERRORS as err:
-        lines = str(err).strip().splitlines() or [type(err).__name__]  # DataLoader workers add a traceback
-        print(f"error: {lines[-1]}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+    return run_command(run)

@@ -66,7 +66,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256,
     num_classes = model.num_classes
     labels = list(getattr(dataset, "classes", None) or (model.meta or {}).get("labels") or range(num_classes))
     if len(labels) > num_classes:
-        raise ValueError(f"the dataset has {len(labels)} classes but the model predicts {num_classes}")
+        raise cli.TrainError(f"the dataset has {len(labels)} classes but the model predicts {num_classes}")
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                         pin_memory=device.type == "cuda")
     start = time.perf_counter()

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from model.shunted import LayerNorm2d
 
+from .cli import TrainError
 from .distributed import Context, all_reduce_sum
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
@@ -30,7 +31,7 @@ class Precision:
         """Mixed precision and channels_last on CUDA only; ``auto`` picks bf16 where supported, else fp16."""
         if device.type != "cuda":
             if amp in ("bf16", "fp16"):
-                raise ValueError(f"--amp {amp} needs a CUDA GPU; on CPU use --amp auto or off")
+                raise TrainError(f"--amp {amp} needs a CUDA GPU; on CPU use --amp auto or off")
             return cls(None, False)
         if amp == "auto":
             amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -81,7 +81,7 @@ def resolve(args: argparse.Namespace, saved: dict | None) -> dict:
     config = {**DEFAULTS, **(saved or {}), **given}
     for key in ("epochs", "batch_size", "steps"):
         if config[key] is not None and config[key] <= 0:
-            raise ValueError(f"--{key.replace('_', '-')} must be positive, got {config[key]}")
+            raise cli.TrainError(f"--{key.replace('_', '-')} must be positive, got {config[key]}")
     return config
 
 
@@ -97,7 +97,7 @@ def prepare_output(config: dict) -> tuple[Path, Path]:
         with tempfile.TemporaryFile(dir=output):
             pass
     except OSError as err:
-        raise ValueError(f"output folder {output} is not writable ({err.strerror or err}); pass another --output") from None
+        raise cli.TrainError(f"output folder {output} is not writable ({err.strerror or err}); pass another --output") from None
     return output, Path(config["final"]) if config["final"] else output / "final.pt"
 
 
@@ -137,9 +137,9 @@ def run(argv: list[str] | None = None) -> nn.Module:
     """Parse ``argv``, train, and return the trained model (unwrapped, on its device)."""
     args = parse_args(argv)
     if args.resume and args.checkpoint:
-        raise ValueError("pass either --resume (continue a run) or --checkpoint (start from weights), not both")
+        raise cli.TrainError("pass either --resume (continue a run) or --checkpoint (start from weights), not both")
     if args.reset_head and not args.checkpoint:
-        raise ValueError("--reset-head needs --checkpoint (the weights to fine-tune)")
+        raise cli.TrainError("--reset-head needs --checkpoint (the weights to fine-tune)")
     saved = read_training_state(args.resume) if args.resume else None
     config = resolve(args, saved["args"] if saved else None)
     with distributed.session() as ctx:
@@ -162,7 +162,7 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
         model = build_model(args, config, spec, data.train_set.classes)
     meta, classes = model.meta, data.train_set.classes
     if len(classes) != meta["num_classes"]:
-        raise ValueError(f"{config['data']} has {len(classes)} classes but {args.resume} has {meta['num_classes']}")
+        raise cli.TrainError(f"{config['data']} has {len(classes)} classes but {args.resume} has {meta['num_classes']}")
 
     model.to(ctx.device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     steps = min(len(data.train_loader), config["steps"] or len(data.train_loader))

@@ -1,0 +1,90 @@
+"""The converters' command line: argparse fills a :class:`ConvertRequest`, nothing more."""
+from __future__ import annotations
+
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from common.cli import Parser, run_cli
+from common.defaults import ARTIFACTS_DIR, SHIPPED_CHECKPOINT
+from model import list_models
+from runtime.quiet import quiet_third_party
+
+from .manifest import Manifest
+from .pipeline import Converter, VerificationFailed, convert
+from .request import ConvertRequest
+
+DEFAULTS = ConvertRequest()
+
+
+def build_parser(converter: Converter) -> Parser:
+    parser = Parser(description=f"Export a Shunted Transformer to {converter.format}, verified against PyTorch.")
+    parser.add_argument("--model", choices=list_models(), help="variant (default: the checkpoint's, "
+                        f"else the shipped default model {SHIPPED_CHECKPOINT.name})")
+    parser.add_argument("--checkpoint", type=Path, help="our checkpoint or an official Shunted one")
+    parser.add_argument("--imgsz", type=int, help="input size, a multiple of 32 (default: the checkpoint's)")
+    parser.add_argument("--batch", type=int, default=DEFAULTS.batch, help="static batch size (default 1)")
+    parser.add_argument("--output", type=Path, help="artifact path (default: <output-dir>/<checkpoint>_<size>_<precision>)")
+    parser.add_argument("--output-dir", type=Path, default=ARTIFACTS_DIR, help="folder for the default name (artifacts/)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing artifact")
+    parser.add_argument("--precision", default=converter.precisions[0],
+                        help=f"one of {', '.join(converter.precisions)} (default {converter.precisions[0]})")
+    if converter.compressions:
+        parser.add_argument("--compress", choices=converter.compressions, help="weight-only compression")
+    parser.add_argument("--calib", help="int8 calibration: fashion-mnist, an image folder or a .npy array "
+                        "(default: the checkpoint's dataset)")
+    parser.add_argument("--calib-size", type=int, default=DEFAULTS.calib_size,
+                        help=f"calibration images (default {DEFAULTS.calib_size})")
+    parser.add_argument("--float-modules", nargs="*", default=[], metavar="NAME",
+                        help="int8: modules kept in float (e.g. stages.0.blocks.0.attn), see quantize/sensitivity.py")
+    parser.add_argument("--eval-images", type=int, default=DEFAULTS.eval_images,
+                        help="labelled test images for the accuracy check against fp32 (0 to skip)")
+    parser.add_argument("--verify-data", help="dataset for verification images: fashion-mnist or an image folder "
+                        "(default: the checkpoint's dataset)")
+    parser.add_argument("--verify-images", type=int, default=DEFAULTS.verify_images, help="real images used in verification")
+    parser.add_argument("--verify-random", type=int, default=DEFAULTS.verify_random, help="random images used in verification")
+    if converter.add_arguments:
+        converter.add_arguments(parser)
+    return parser
+
+
+def request_from_args(converter: Converter, args) -> ConvertRequest:
+    """The parsed command line as a request (format options in the converter's options dataclass)."""
+    options = converter.options(**{f.name: getattr(args, f.name) for f in fields(converter.options)
+                                   if getattr(args, f.name, None) is not None})
+    return ConvertRequest(
+        model=args.model, checkpoint=args.checkpoint, imgsz=args.imgsz, batch=args.batch, precision=args.precision,
+        compress=getattr(args, "compress", None), calib=args.calib, calib_size=args.calib_size,
+        float_modules=tuple(args.float_modules), eval_images=args.eval_images, verify_data=args.verify_data,
+        verify_images=args.verify_images, verify_random=args.verify_random, output=args.output,
+        output_dir=args.output_dir, force=args.force, options=options)
+
+
+def describe(manifest: Manifest) -> str:
+    """The one-paragraph summary a converter prints."""
+    v = manifest.verification
+    if v["status"] != "passed":
+        check = f"verification {v['status']}: {v.get('reason', '')}"
+    else:
+        check = (f"verified on {v['samples']} inputs ({v['data']}, {v['engine']}): max|diff| {v['max_abs_diff']:.2e}, "
+                 f"cosine {v['cosine']:.6f}, top-1 agreement {v['top1_agreement']:.1%}")
+    size_mb = manifest["size_bytes"] / 1e6
+    return (f"wrote {manifest['path']} ({size_mb:.2f} MB; export {manifest['export_seconds']:.1f} s, "
+            f"with verification {manifest['seconds']:.1f} s)\n  {check}\n"
+            f"  manifest {manifest['manifest_path']}")
+
+
+def main(converter: Converter, argv: list[str] | None = None) -> int:
+    """Parse, convert, print the summary: 0 written, 1 verification failed, 2 a user mistake."""
+    args = build_parser(converter).parse_args(argv)
+    quiet_third_party()
+
+    def run() -> int:
+        try:
+            manifest = convert(converter, request_from_args(converter, args))
+        except VerificationFailed as err:
+            print(f"error: {err}; no artifact was written", file=sys.stderr)
+            return 1
+        print(describe(manifest))
+        return 0
+    return run_cli(run)

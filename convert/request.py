@@ -1,0 +1,42 @@
+"""What a conversion is asked to do (:class:`ConvertRequest`), and the one artifact naming rule."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.defaults import ARTIFACTS_DIR
+
+
+@dataclass
+class ConvertRequest:
+    """One artifact to build. ``None`` means the default: the shipped model, the format's first
+    precision, the checkpoint's input size and dataset, ``<output_dir>/<artifact_name>``."""
+
+    model: str | None = None  # variant; default: the checkpoint's
+    checkpoint: Path | None = None  # ours or an official one; default: the shipped model unless ``model``
+    imgsz: int | None = None
+    batch: int = 1
+    precision: str | None = None
+    compress: str | None = None  # weight-only compression (formats that offer it)
+    calib: str | None = None  # int8 calibration: 'fashion-mnist', an image folder or a .npy array
+    calib_size: int = 256
+    float_modules: tuple[str, ...] = ()  # int8: modules kept float
+    eval_images: int = 1000  # labelled test images for the accuracy check (0: skip)
+    verify_data: str | None = None
+    verify_images: int = 32
+    verify_random: int = 8
+    output: Path | None = None
+    output_dir: Path = ARTIFACTS_DIR
+    force: bool = False
+    options: Any = None  # the format's own options dataclass; None: its defaults
+
+
+def artifact_name(stem: str, size: int, precision: str, tag: str = "", batch: int = 1) -> str:
+    """``<stem>_<size>_<precision>[_<tag>][_b<batch>]`` (the suffix is the format's)."""
+    return f"{stem}_{size}_{precision}" + (f"_{tag}" if tag else "") + (f"_b{batch}" if batch != 1 else "")
+
+
+def checkpoint_stem(checkpoint: Path | None, variant: str) -> str:
+    """The name an artifact's file starts with: the checkpoint's stem, or ``<variant>_random``."""
+    return checkpoint.stem if checkpoint else f"{variant}_random"
