@@ -27,8 +27,8 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.latency import (CHECKPOINT_SUFFIXES, COREML_SUFFIXES, DEFAULT_OMP_WAIT_POLICY,  # noqa: E402
-                                physical_cores)
+from benchmarks.latency import CHECKPOINT_SUFFIXES, COREML_SUFFIXES, DEFAULT_OMP_WAIT_POLICY  # noqa: E402
+from runtime.machine import physical_cores  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
 DEFAULT_DATA = "fashion-mnist"

@@ -37,13 +37,14 @@ from dataclasses import replace  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks.latency import Target, machine_description, measure, physical_cores, round_orders, split_runs  # noqa: E402
+from benchmarks.latency import Target, measure, round_orders, split_runs  # noqa: E402
 from benchmarks.op_profile import ort_session  # noqa: E402
 from common.cli import Parser  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from convert.api import ConvertRequest, VerificationFailed, convert, converter  # noqa: E402
 from convert.manifest import finalize, remove, temporary_path  # noqa: E402
 from convert.pipeline import export_unverified, prepare  # noqa: E402
+from runtime.machine import machine_description, physical_cores  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
 PROBE_KIND = {"onnx": "slice", "executorch": "grouped"}  # the cheapest stand-in each runtime runs natively

@@ -39,7 +39,7 @@ from importlib import metadata  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.latency import machine_description, physical_cores  # noqa: E402
+from runtime.machine import machine_description, physical_cores  # noqa: E402
 from runtime.runners import ArtifactError, manifest_path, read_manifest  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 

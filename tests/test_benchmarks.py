@@ -7,8 +7,9 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from benchmarks import accuracy, latency, report
+from benchmarks import accuracy, latency, report, report_build, report_measure, report_plot, report_render
 from data import fashion_mnist_preprocess
+from runtime import machine
 
 SIZE = 32
 
@@ -48,10 +49,10 @@ def test_runs_split_into_rotated_rounds():
 
 
 def test_physical_cores_and_machine_line():
-    cores = latency.physical_cores()
+    cores = machine.physical_cores()
     assert 1 <= cores <= (os.cpu_count() or 1)
-    assert latency.cpu_model()
-    assert f"{cores} physical core" in latency.machine_description()
+    assert machine.cpu_model()
+    assert f"{cores} physical core" in machine.machine_description()
 
 
 # --- Pareto front -------------------------------------------------------------------------------
@@ -64,9 +65,16 @@ def test_pareto_front_on_synthetic_points():
               (2.0, 85.0),   # 5: duplicate of 1 -> kept with it
               (1.0, 79.0),   # 6: same speed as 0, less accurate -> dominated
               (math.nan, math.nan)]  # 7: unmeasured -> never on the front
-    assert report.pareto_front(points) == [3, 0, 1, 5, 4]
-    assert report.pareto_front([]) == []
-    assert report.pareto_front([(3.0, 50.0)]) == [0]
+    assert report_measure.pareto_front(points) == [3, 0, 1, 5, 4]
+    assert report_measure.pareto_front([]) == []
+    assert report_measure.pareto_front([(3.0, 50.0)]) == [0]
+
+
+def test_plot_accuracy_axis_spans_at_least_the_minimum():
+    low, high = report_plot.accuracy_limits([91.21, 91.25])  # the shipped model's rows: no visible spread
+    assert high - low == pytest.approx(report_plot.MIN_ACCURACY_SPAN) and low < 91.21 and high > 91.25
+    assert report_plot.accuracy_limits([99.0, 99.9]) == pytest.approx((95.0, 100.0))  # kept within 0-100
+    assert report_plot.accuracy_limits([60.0, 90.0]) == pytest.approx((57.0, 93.0))  # a wide spread: its own range
 
 
 # --- run folders --------------------------------------------------------------------------------
@@ -103,17 +111,17 @@ def test_topk_agreement_and_delta_on_synthetic_logits():
 
 
 def test_artifact_spec_parsing_and_naming(tmp_path):
-    job = report.parse_spec("coreml:fp16+palettize4")
+    job = report_build.parse_spec("coreml:fp16+palettize4")
     assert (job.format, job.precision, job.compress) == ("coreml", "fp16", "palettize4")
     assert job.precision_label == "fp16 + palettize4"
-    assert report.parse_spec("coreml:int8").precision_label == "W8A8 (int8)"
+    assert report_build.parse_spec("coreml:int8").precision_label == "W8A8 (int8)"
     from convert.api import ConvertRequest, converter
     request = ConvertRequest(precision="int8", output_dir=tmp_path)
     assert converter("onnx").artifact_path(request, "m", 32).name == "m_32_int8.onnx"
     request = ConvertRequest(precision="fp16", compress="palettize4", batch=4, output_dir=tmp_path)
     assert converter("coreml").artifact_path(request, "m", 32).name == "m_32_fp16_palettize4_b4.mlpackage"
-    with pytest.raises(report.ReportError):
-        report.parse_spec("onnx")
+    with pytest.raises(report_build.ReportError):
+        report_build.parse_spec("onnx")
 
 
 def test_reuse_requires_matching_intact_manifest(tmp_path):
@@ -124,14 +132,14 @@ def test_reuse_requires_matching_intact_manifest(tmp_path):
     finalize(tmp, artifact, {"format": "onnx", "precision": "fp32", "details": {},
                              "model": {"checkpoint_sha256": "abc", "input_size": 32},
                              "input": {"shape": [1, 3, 32, 32]}, "verification": {"status": "passed"}})
-    job = report.parse_spec("onnx:fp32")
-    assert report.reusable(artifact, job, "abc", 32, 1)[0] is not None
-    assert "checkpoint sha256" in report.reusable(artifact, job, "other", 32, 1)[1]
-    assert "input size" in report.reusable(artifact, job, "abc", 64, 1)[1]
-    assert "batch" in report.reusable(artifact, job, "abc", 32, 2)[1]
-    assert "precision" in report.reusable(artifact, report.parse_spec("onnx:int8"), "abc", 32, 1)[1]
+    job = report_build.parse_spec("onnx:fp32")
+    assert report_build.reusable(artifact, job, "abc", 32, 1)[0] is not None
+    assert "checkpoint sha256" in report_build.reusable(artifact, job, "other", 32, 1)[1]
+    assert "input size" in report_build.reusable(artifact, job, "abc", 64, 1)[1]
+    assert "batch" in report_build.reusable(artifact, job, "abc", 32, 2)[1]
+    assert "precision" in report_build.reusable(artifact, report_build.parse_spec("onnx:int8"), "abc", 32, 1)[1]
     artifact.write_bytes(b"changed")
-    assert "changed" in report.reusable(artifact, job, "abc", 32, 1)[1]
+    assert "changed" in report_build.reusable(artifact, job, "abc", 32, 1)[1]
 
 
 # --- latency workers ----------------------------------------------------------------------------
@@ -162,10 +170,10 @@ def _check_outputs(run_dir):
     assert (run_dir / "accuracy_vs_latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((run_dir / "report.json").read_text())
     md = (run_dir / "report.md").read_text()
-    assert "| " + " | ".join(report.COLUMNS) + " |" in md
-    assert data["columns"] == report.COLUMNS
+    assert "| " + " | ".join(report_render.COLUMNS) + " |" in md
+    assert data["columns"] == report_render.COLUMNS
     for row in data["rows"]:
-        assert set(report.COLUMNS) <= set(row["cells"])
+        assert set(report_render.COLUMNS) <= set(row["cells"])
     return data, md
 
 
@@ -206,10 +214,10 @@ def test_report_with_random_weights_marks_accuracy_na(tmp_path):
     data, md = _check_outputs(run_dir)
     assert data["random_weights"] is True
     torch_row, bad = data["rows"]
-    assert torch_row["cells"]["top-1"] == report.RANDOM_NA and torch_row["cells"]["agreement"] == report.RANDOM_NA
+    assert torch_row["cells"]["top-1"] == report_build.RANDOM_NA and torch_row["cells"]["agreement"] == report_build.RANDOM_NA
     assert torch_row["median_ms"] > 0 and torch_row["cells"]["speed-up"] == "1.00x"
     assert bad["status"] == "error" and "fp64" in bad["error"]
-    assert report.RANDOM_NA in md
+    assert report_build.RANDOM_NA in md
 
 
 def test_accuracy_cli_on_an_image_folder(checkpoint, tmp_path):

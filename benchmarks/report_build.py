@@ -1,0 +1,213 @@
+"""The report's artifacts: ``format:precision[+compress]`` specs, each reused when its manifest
+matches or built through the conversion API, and the checkpoint every row is built from."""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from common.defaults import SHIPPED_CHECKPOINT, SHIPPED_VARIANT
+from common.errors import UserError
+
+FORMAT_NAMES = {"pytorch": "PyTorch", "onnx": "ONNX", "executorch": "ExecuTorch", "coreml": "Core ML"}
+RANDOM_NA = "n/a (random weights)"
+
+
+class ReportError(UserError):
+    """A request the report cannot serve (missing weights, bad arguments); printed as one line."""
+
+
+@dataclass
+class Job:
+    """One artifact of the report: ``format:precision[+compress]``, and how it was obtained."""
+
+    spec: str
+    format: str
+    precision: str
+    compress: str | None = None
+    path: Path | None = None
+    manifest: dict | None = None
+    built: str = ""  # "built" or "reused"
+    build_seconds: float | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{FORMAT_NAMES.get(self.format, self.format)} {self.precision_label}"
+
+    @property
+    def precision_label(self) -> str:
+        if self.format == "coreml" and self.precision == "int8":
+            return "W8A8 (int8)"
+        return self.precision + (f" + {self.compress}" if self.compress else "")
+
+
+@dataclass
+class Weights:
+    """The checkpoint every row is built from."""
+
+    path: Path
+    random: bool  # seeded random weights: accuracy is meaningless
+    sha256: str
+    meta: dict
+    notes: list[str]
+
+
+def parse_spec(spec: str) -> Job:
+    """``onnx:fp32``, ``executorch:int8``, ``coreml:fp16+palettize4`` -> Job (format checked later)."""
+    fmt, sep, rest = spec.strip().partition(":")
+    if not sep or not fmt or not rest:
+        raise ReportError(f"artifact spec {spec!r} is not FORMAT:PRECISION[+COMPRESS] (e.g. onnx:int8, "
+                          f"coreml:fp16+palettize4)")
+    precision, _, compress = rest.partition("+")
+    return Job(spec.strip(), fmt.lower(), precision, compress or None)
+
+
+def reusable(path: Path, job: Job, checkpoint_sha: str, size: int, batch: int) -> tuple[dict | None, str]:
+    """(manifest, "") if the artifact at ``path`` is the one asked for and intact, else (None, why)."""
+    from convert.manifest import artifact_sha256, artifact_size
+    from runtime import ArtifactError, read_manifest
+    if not path.exists():
+        return None, "absent"
+    try:
+        manifest = read_manifest(path)
+    except ArtifactError as err:
+        return None, str(err)
+    if manifest is None:
+        return None, "no manifest"
+    model, details = manifest.get("model", {}), manifest.get("details", {})
+    checks = {
+        "checkpoint sha256": model.get("checkpoint_sha256") == checkpoint_sha,
+        "precision": manifest.get("precision") == job.precision,
+        "input size": model.get("input_size") == size,
+        "batch": (manifest.get("input", {}).get("shape") or [None])[0] == batch,
+        "verification": manifest.get("verification", {}).get("status") in ("passed", "not run"),
+        "backend": job.format != "executorch" or details.get("backend", "xnnpack") == "xnnpack",
+        "compression": job.compress is None or job.compress in json.dumps(manifest),
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+        return None, "manifest differs in " + ", ".join(failed)
+    if manifest.get("size_bytes") != artifact_size(path) or manifest.get("sha256") != artifact_sha256(path):
+        return None, "file changed since its manifest was written"
+    return manifest, ""
+
+
+def build(job: Job, weights: Weights, batch: int, directory: Path, verify_data: str | None, rebuild: bool, log,
+          calib: str | None = None) -> None:
+    """Reuse or convert ``job`` through the conversion API; failures land in ``job.error``."""
+    from convert.api import ConvertRequest, convert, converter
+    size = weights.meta["input_size"]
+    request = ConvertRequest(checkpoint=weights.path, imgsz=size, batch=batch, precision=job.precision,
+                             compress=job.compress, verify_data=verify_data, output_dir=directory,
+                             calib=calib if (job.precision == "int8" or job.compress) else None,
+                             eval_images=0)  # the report measures accuracy itself, on the whole test set
+    start = time.perf_counter()
+    try:
+        job.path = converter(job.format).artifact_path(request, weights.path.stem, size)
+        if not rebuild:
+            manifest, _ = reusable(job.path, job, weights.sha256, size, batch)
+            if manifest is not None:
+                job.manifest, job.built = {**manifest, "path": str(job.path)}, "reused"
+                return
+        print(f"\n=== {job.spec}: {request}", file=log, flush=True)
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            job.manifest = convert(job.format, replace(request, output=job.path, force=job.path.exists()))
+        job.built = "built"
+    except Exception as err:  # every failure of one artifact is that row's error, never the report's
+        text = str(err).strip()
+        job.error = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"[:600]
+        print(f"error: {job.error}", file=log, flush=True)
+        if not isinstance(err, UserError):
+            traceback.print_exc(file=log)
+    job.build_seconds = round(time.perf_counter() - start, 1)
+
+
+def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, data: str, rebuild: bool,
+              log_path: Path) -> None:
+    """:func:`build` every job in turn (conversion output to ``log_path``), one progress line each."""
+    from tqdm import tqdm
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        bar = tqdm(jobs, desc="artifacts: build or reuse", unit="artifact", file=sys.stderr)
+        for job in bar:
+            bar.set_postfix_str(job.spec)
+            build(job, weights, batch, directory, None if weights.random else data, rebuild, log, calib=data)
+            outcome = f"error: {job.error[:150]}" if job.error else f"{job.built} {job.path.name}" + (
+                f" in {job.build_seconds:.0f} s" if job.built == "built" else "")
+            bar.write(f"  {job.spec}: {outcome}", file=sys.stderr)
+
+
+# --- the checkpoint -----------------------------------------------------------------------------
+def resolve_weights(checkpoint: Path | None, variant: str | None, imgsz: int | None, directory: Path) -> Weights:
+    """The weights every row is built from: ``checkpoint`` (resized to ``imgsz``), the shipped model,
+    or seeded random ``variant`` weights."""
+    from model import create_model, file_sha256
+    notes = []
+    if checkpoint is None and variant is None:
+        if not SHIPPED_CHECKPOINT.is_file():
+            raise ReportError(f"default weights {SHIPPED_CHECKPOINT} are missing; pass --checkpoint, or "
+                              f"--model NAME for random weights (latency only, e.g. --model {SHIPPED_VARIANT} --imgsz 32)")
+        checkpoint = SHIPPED_CHECKPOINT
+    if checkpoint is None:
+        notes.append(f"warning: no --checkpoint: {variant} with random weights (seed 0) - accuracy columns "
+                     f"are {RANDOM_NA}; latency and speed-ups are real")
+        path, random = random_checkpoint(variant, imgsz or 224, directory), True
+    elif not checkpoint.is_file():
+        raise ReportError(f"checkpoint {checkpoint} not found")
+    else:
+        size = create_model(variant, checkpoint_path=checkpoint).meta["input_size"]
+        path, random = checkpoint, False
+        if imgsz and imgsz != size:
+            notes.append(f"note: {checkpoint.name} is a {size} px model; running it at {imgsz} px")
+            path = resized_checkpoint(checkpoint, imgsz, directory)
+    return Weights(path, random, file_sha256(path), create_model(checkpoint_path=path).meta, notes)
+
+
+def random_checkpoint(variant: str, size: int, directory: Path) -> Path:
+    """Seeded random weights (1000-class ImageNet head, ImageNet preprocessing) saved once and reused."""
+    import torch
+
+    from data import imagenet_preprocess
+    from model import create_model, read_checkpoint, save_checkpoint
+    path = directory / "random_weights" / f"{size}px" / f"{variant}_random.pt"  # artifacts: <variant>_random_<size>_...
+    if path.is_file():
+        try:
+            meta = read_checkpoint(path).meta
+            if meta.get("variant") == variant and meta.get("input_size") == size:
+                return path
+        except Exception:  # unreadable leftover: write it again
+            pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = create_model(variant, num_classes=1000, img_size=size)
+    return save_checkpoint(path, model, {**model.meta, "preprocess": imagenet_preprocess(size), "random_weights": True})
+
+
+def resized_checkpoint(checkpoint: Path, size: int, directory: Path) -> Path:
+    """The checkpoint's weights with input size ``size`` (resize/crop scaled alike), saved once."""
+    from model import create_model, file_sha256, read_checkpoint, save_checkpoint
+    meta = read_checkpoint(checkpoint).meta
+    original = create_model(checkpoint_path=checkpoint).meta
+    if original["input_size"] == size:
+        return checkpoint
+    spec = dict(original["preprocess"])
+    spec["resize"], spec["crop"] = max(size, round(size * spec["resize"] / spec["crop"])), size
+    path = directory / "resized" / f"{size}px" / checkpoint.name  # artifacts: <stem>_<size>_...
+    source_sha = file_sha256(checkpoint)
+    if path.is_file():
+        try:
+            if read_checkpoint(path).meta.get("source_sha256") == source_sha:
+                return path
+        except Exception:
+            pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = create_model(checkpoint_path=checkpoint, img_size=size)
+    return save_checkpoint(path, model, {**meta, **model.meta, "input_size": size, "preprocess": spec,
+                                         "source_sha256": source_sha})
