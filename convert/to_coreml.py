@@ -27,6 +27,7 @@ from torch import nn
 from convert.cli import main
 from convert.pipeline import Converter, ConvertError, Exported, Job
 from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
+from runtime.quiet import progress_bars_off
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
@@ -34,6 +35,10 @@ INPUT_NAME, PROBS_NAME, LOGITS_NAME = "image", "probabilities", "logits"
 
 
 COMPRESSIONS = ("linear8", "palettize6", "palettize4")
+# coremltools draws a progress bar per op conversion and MIL pass pipeline, with no option to turn
+# them off (apple/coremltools#1815): a conversion printed dozens of bar updates
+PROGRESS_MODULES = ("coremltools.converters.mil.frontend.torch.ops",
+                    "coremltools.converters.mil.mil.passes.pass_pipeline")
 
 
 @dataclass
@@ -168,9 +173,10 @@ def export_coreml(job: Job, tmp: Path) -> Exported:
     compress = job.request.compress
     if job.precision == "int8" and compress:
         raise ConvertError("--compress applies to fp16/fp32 programs; int8 (W8A8) already stores int8 weights")
-    mlmodel = convert_program(job, scale, bias, mix)
-    if compress:
-        mlmodel = compress_weights(mlmodel, compress)
+    with progress_bars_off(*PROGRESS_MODULES):
+        mlmodel = convert_program(job, scale, bias, mix)
+        if compress:
+            mlmodel = compress_weights(mlmodel, compress)
     describe_model(mlmodel, job)
     mlmodel.save(str(tmp))
     size = job.meta["input_size"]

@@ -94,16 +94,8 @@ class OnnxRunner(Runner):
     format = "onnx"
 
     def __init__(self, path: Path, manifest: dict | None, threads: int | None):
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
         start = time.perf_counter()
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own exception types for every load failure
-            raise ArtifactError(f"{path} could not be loaded by ONNX Runtime: {str(err).splitlines()[0]}") from None
+        self.session = onnx_session(path, threads)
         elapsed = time.perf_counter() - start
         self.input_name = self.session.get_inputs()[0].name
         dim0 = self.session.get_inputs()[0].shape[0]
@@ -113,6 +105,21 @@ class OnnxRunner(Runner):
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0]
+
+
+def onnx_session(path: Path, threads: int | None = None, **options):
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads and 1 inter-op thread (default:
+    ORT's); ``options`` set other ``SessionOptions`` attributes (``enable_profiling=True``, ...)."""
+    import onnxruntime as ort
+    settings = ort.SessionOptions()
+    if threads:
+        settings.intra_op_num_threads, settings.inter_op_num_threads = threads, 1
+    for key, value in options.items():
+        setattr(settings, key, value)
+    try:
+        return ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for every load failure
+        raise ArtifactError(f"{path} could not be loaded by ONNX Runtime: {str(err).splitlines()[0]}") from None
 
 
 def _onnx_metadata(session) -> dict:

@@ -1,11 +1,11 @@
-"""benchmarks/conv_floor.py: the stripped probes keep every shape, the arithmetic of the floor, and the CLI."""
+"""benchmarks/research/conv_floor.py: the stripped probes keep every shape, the arithmetic of the floor, and the CLI."""
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks import conv_floor
+from benchmarks.research import conv_floor
 from conftest import TRAINED
 from model import create_model
 

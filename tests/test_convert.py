@@ -80,7 +80,7 @@ def test_executorch_matches_pytorch_in_its_runtime(checkpoint, tmp_path):
 def test_xnnpack_runs_a_channel_norm_without_layout_transposes(tmp_path):
     """The ``conv`` norm form (eps as the variance conv's bias, the affine as a depthwise conv)
     lowers to ops XNNPACK runs channels-last: no Transpose between the graph's input and output ones."""
-    from benchmarks.op_profile import et_module, etdump_events
+    from benchmarks.research.op_profile import et_module, etdump_events
     torch.manual_seed(0)
     norm = LayerNorm2d(32, eps=1e-6)
     norm.weight.data.uniform_(0.5, 1.5)
@@ -91,7 +91,7 @@ def test_xnnpack_runs_a_channel_norm_without_layout_transposes(tmp_path):
     set_channel_norm(model, "conv")
     path = tmp_path / "norm.pte"
     to_executorch.save_program(to_executorch.lower(model, x, "xnnpack"), path)
-    module = et_module(path, etdump=True)
+    module = et_module(path)
     torch.testing.assert_close(module.forward([x])[0], want, atol=1e-4, rtol=1e-4)
     module.write_etdump_result_to_file(str(tmp_path / "norm.etdp"))
     ops = [name for name, delegated, _ in etdump_events(tmp_path / "norm.etdp", warmup=0) if delegated]

@@ -1,10 +1,10 @@
-"""benchmarks/op_profile.py: event arithmetic on synthetic profiles, user errors, and real tiny artifacts."""
+"""benchmarks/research/op_profile.py: event arithmetic on synthetic profiles, user errors, and real tiny artifacts."""
 import json
 
 import numpy as np
 import pytest
 
-from benchmarks import op_profile
+from benchmarks.research import op_profile
 from conftest import TRAINED
 from convert import to_executorch, to_onnx
 from convert.cli import main as convert_main

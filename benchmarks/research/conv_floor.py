@@ -1,7 +1,7 @@
 """How far int8 convolutions can take latency down: the floor left when the convs do no arithmetic.
 
-    python benchmarks/conv_floor.py                                    # the shipped default model
-    python benchmarks/conv_floor.py --model shunted_t --imgsz 224 --calib fashion-mnist --calib-size 64
+    python benchmarks/research/conv_floor.py                                    # the shipped default model
+    python benchmarks/research/conv_floor.py --model shunted_t --imgsz 224 --calib fashion-mnist --calib-size 64
 
 Quantization makes the convolutions' arithmetic cheaper; the rest of a run (norms, GELU, softmax,
 attention matmuls, layout and quantize/dequantize ops, the runtime's cost per op) it leaves or adds
@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
@@ -38,13 +38,13 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.latency import Target, measure, round_orders, split_runs  # noqa: E402
-from benchmarks.op_profile import ort_session  # noqa: E402
 from common.cli import Parser  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from convert.api import ConvertRequest, VerificationFailed, convert, converter  # noqa: E402
 from convert.manifest import finalize, remove, temporary_path  # noqa: E402
 from convert.pipeline import export_unverified, prepare  # noqa: E402
 from runtime.machine import machine_description, physical_cores  # noqa: E402
+from runtime.runners import onnx_session  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
 PROBE_KIND = {"onnx": "slice", "executorch": "grouped"}  # the cheapest stand-in each runtime runs natively
@@ -149,7 +149,7 @@ def onnx_cost_per_conv(channels: int, size: int, threads: int, runs: int = 2000,
             int8 = fp32.with_name(f"chain{count}_int8.onnx")
             quantize_qdq(fp32, int8, calibration, "input")
             for precision, path in (("fp32", fp32), ("int8", int8)):
-                sessions[precision, count] = ort_session(path, threads)
+                sessions[precision, count] = onnx_session(path, threads)
     feed = {"input": x.numpy()}
     keys = list(sessions)
     times = {key: [] for key in keys}

@@ -1,11 +1,11 @@
 """Op-level profile of an ONNX (.onnx) or ExecuTorch (.pte) artifact: where one inference's time goes.
 
-    python benchmarks/op_profile.py artifacts/shunted_nano_fmnist_32_int8.onnx
-    python benchmarks/op_profile.py artifacts/shunted_nano_fmnist_32_int8.pte --runs 200 --top 20 --json prof.json
+    python benchmarks/research/op_profile.py artifacts/shunted_nano_fmnist_32_int8.onnx
+    python benchmarks/research/op_profile.py artifacts/shunted_nano_fmnist_32_int8.pte --runs 200 --top 20 --json prof.json
 
-.onnx: ONNX Runtime's profiler (``SessionOptions.enable_profiling``) on a session set up like
-``runtime.runners.OnnxRunner`` (CPU EP, graph optimization level left at its default ORT_ENABLE_ALL,
-``--threads`` intra-op, 1 inter-op). Kernel events are grouped by op type; node counts per op type
+.onnx: ONNX Runtime's profiler (``SessionOptions.enable_profiling``) on the session
+``runtime.runners.OnnxRunner`` runs (``onnx_session``: CPU EP, graph optimization level left at its
+default ORT_ENABLE_ALL, ``--threads`` intra-op, 1 inter-op). Kernel events are grouped by op type; node counts per op type
 of the original graph and of the graph ORT really runs (``optimized_model_filepath``) show what it
 fused and inserted. .pte: ExecuTorch's ETDump (pybindings ``enable_etdump``) read by
 ``executorch.devtools.Inspector`` without an ETRecord: portable-kernel events and the XNNPACK
@@ -13,15 +13,16 @@ delegate's per-op events, which XNNPACK measures in whole microseconds, floored.
 
 Times are per inference, averaged over ``--runs`` runs after ``--warmup`` dropped ones (or over the
 ``--fastest`` share of them), with profiling on; the rows sum to the profiled total (time outside
-kernels/ops is a row in parentheses). The unprofiled median of as many runs is printed alongside:
-both profilers cost time per node/event, which weighs on small models.
+kernels/ops is a row in parentheses). The unprofiled median of as many runs, through the runner
+benchmarks/latency.py times (``runtime.load_artifact``), is printed alongside: both profilers cost
+time per node/event, which weighs on small models.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
@@ -40,17 +41,14 @@ from importlib import metadata  # noqa: E402
 import numpy as np  # noqa: E402
 
 from runtime.machine import machine_description, physical_cores  # noqa: E402
-from runtime.runners import ArtifactError, manifest_path, read_manifest  # noqa: E402
+from common.cli import run_cli  # noqa: E402
+from runtime.runners import ArtifactError, load_artifact, manifest_path, onnx_session, read_manifest  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
 SUFFIXES = (".onnx", ".pte")
 ET_CONTAINERS = ("Method::execute", "OPERATOR_CALL", "DELEGATE_CALL")
 INSTANCE_SUFFIX = re.compile(r" #\d+$")  # XNNPACK events are named "<op> #<n-th of its type>"
 UNATTRIBUTED = "(delegate call, not in delegate op events)"
-
-
-class ProfileError(Exception):
-    """A user mistake (missing file or manifest, unknown type, unloadable artifact); exit status 2."""
 
 
 @dataclass
@@ -65,15 +63,12 @@ class Plan:
 def artifact_input(path: Path) -> tuple[dict, np.ndarray]:
     """The artifact's manifest and a fixed random input of the shape it declares (batch 1 if dynamic)."""
     if path.suffix.lower() not in SUFFIXES:
-        raise ProfileError(f"unknown artifact type {path.suffix or path.name!r}; expected .onnx or .pte")
+        raise ArtifactError(f"unknown artifact type {path.suffix or path.name!r}; expected .onnx or .pte")
     if not path.is_file():
-        raise ProfileError(f"{path} not found")
-    try:
-        manifest = read_manifest(path)
-    except ArtifactError as err:
-        raise ProfileError(str(err)) from None
+        raise ArtifactError(f"{path} not found")
+    manifest = read_manifest(path)
     if manifest is None:
-        raise ProfileError(f"no manifest {manifest_path(path)} next to {path}; re-export it with convert/to_*.py")
+        raise ArtifactError(f"no manifest {manifest_path(path)} next to {path}; re-export it with convert/to_*.py")
     shape = [d if isinstance(d, int) else 1 for d in manifest["input"]["shape"]]
     return manifest, np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
@@ -104,18 +99,6 @@ def summary(ops: dict[str, list], run_ms: np.ndarray, event: str) -> dict:
 
 
 # --- ONNX Runtime -------------------------------------------------------------------------------
-def ort_session(path: Path, threads: int, **settings):
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    for key, value in settings.items():
-        setattr(options, key, value)
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types for every load failure
-        raise ProfileError(f"{path} could not be loaded by ONNX Runtime: {str(err).splitlines()[0]}") from None
-
-
 def ort_kernel_times(events: list[dict], warmup: int, share: float = 1.0) -> tuple[dict, np.ndarray]:
     """{op_name: [kernel events, ms]} summed over the kept runs after ``warmup``, and their model_run ms."""
     runs = sorted((e for e in events if e["name"] == "model_run"), key=lambda e: e["ts"])[warmup:]
@@ -148,27 +131,27 @@ def profile_onnx(path: Path, x: np.ndarray, plan: Plan) -> dict:
     import onnxruntime as ort
     with tempfile.TemporaryDirectory() as tmp:
         optimized = Path(tmp) / "optimized.onnx"
-        session = ort_session(path, plan.threads, enable_profiling=True, profile_file_prefix=str(Path(tmp) / "ort"),
-                              optimized_model_filepath=str(optimized))
+        session = onnx_session(path, plan.threads, enable_profiling=True, profile_file_prefix=str(Path(tmp) / "ort"),
+                               optimized_model_filepath=str(optimized))
         feed = {session.get_inputs()[0].name: x}
         for _ in range(plan.warmup + plan.runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
         nodes = graph_nodes(path, optimized)
-    plain = ort_session(path, plan.threads)
-    level = plain.get_session_options().graph_optimization_level.name
+    level = session.get_session_options().graph_optimization_level.name
     return {"runtime": f"ONNX Runtime {ort.__version__} CPU EP, {level}",
-            **summary(*ort_kernel_times(events, plan.warmup, plan.fastest), "model_run"),
-            "unprofiled_median_ms": median_ms(lambda: plain.run(None, feed), plan), "graph_nodes": nodes, "notes": []}
+            **summary(*ort_kernel_times(events, plan.warmup, plan.fastest), "model_run"), "graph_nodes": nodes,
+            "notes": []}
 
 
 # --- ExecuTorch ---------------------------------------------------------------------------------
-def et_module(path: Path, etdump: bool):
+def et_module(path: Path):
+    """The program loaded by the ExecuTorch pybindings with ETDump on (the Runtime API offers no ETDump)."""
     from executorch.extension.pybindings.portable_lib import _load_for_executorch
     try:
-        return _load_for_executorch(str(path), enable_etdump=etdump)
+        return _load_for_executorch(str(path), enable_etdump=True)
     except Exception as err:  # the runtime raises RuntimeError/ValueError variants on bad programs
-        raise ProfileError(f"{path} could not be loaded by the ExecuTorch runtime: {err}") from None
+        raise ArtifactError(f"{path} could not be loaded by the ExecuTorch runtime: {err}") from None
 
 
 def etdump_events(etdump: Path, warmup: int) -> list[tuple[str, bool, np.ndarray]]:
@@ -225,7 +208,7 @@ def profile_pte(path: Path, x: np.ndarray, plan: Plan) -> dict:
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
     _unsafe_reset_threadpool(plan.threads)
     inputs = [torch.from_numpy(x)]
-    module = et_module(path, etdump=True)
+    module = et_module(path)
     for _ in range(plan.warmup + plan.runs):
         module.forward(inputs)
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,10 +218,8 @@ def profile_pte(path: Path, x: np.ndarray, plan: Plan) -> dict:
     run_ms = next(times for name, _, times in events if name == "Method::execute")
     keep = fastest(run_ms, plan.fastest)
     ops, _, notes = et_ops([(name, delegated, times[keep]) for name, delegated, times in events])
-    plain = et_module(path, etdump=False)
     return {"runtime": f"ExecuTorch {metadata.version('executorch')} (ETDump, no ETRecord)",
-            **summary(ops, run_ms[keep], "Method::execute"),
-            "unprofiled_median_ms": median_ms(lambda: plain.forward(inputs), plan), "notes": notes}
+            **summary(ops, run_ms[keep], "Method::execute"), "notes": notes}
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -248,6 +229,8 @@ def profile(path: Path, plan: Plan | None = None) -> dict:
     manifest, x = artifact_input(path)
     load_before = os.getloadavg()[0]
     result = (profile_onnx if path.suffix.lower() == ".onnx" else profile_pte)(path, x, plan)
+    runner = load_artifact(path, threads=plan.threads, manifest=manifest)
+    result["unprofiled_median_ms"] = median_ms(lambda: runner.run(x), plan)
     return {"artifact": str(path), "format": manifest["format"], "precision": manifest["precision"],
             "input_shape": list(x.shape), "machine": machine_description(plan.threads), **asdict(plan),
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], **result}
@@ -305,15 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.quiet import quiet_third_party
     quiet_third_party()
     plan = Plan(args.runs, args.warmup, args.threads or physical_cores(), args.fastest)
-    try:
-        result = profile(args.artifact, plan)
-    except ProfileError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: show(profile(args.artifact, plan), args))
+
+
+def show(result: dict, args: argparse.Namespace) -> None:
+    """The profile's table on stdout, and the whole of it in ``--json``."""
     print(format_profile(result, args.top))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":
