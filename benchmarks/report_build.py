@@ -105,8 +105,7 @@ def build(job: Job, weights: Weights, batch: int, directory: Path, verify_data: 
     size = weights.meta["input_size"]
     request = ConvertRequest(checkpoint=weights.path, imgsz=size, batch=batch, precision=job.precision,
                              compress=job.compress, verify_data=verify_data, output_dir=directory,
-                             calib=calib if (job.precision == "int8" or job.compress) else None,
-                             eval_images=0)  # the report measures accuracy itself, on the whole test set
+                             calib=calib if (job.precision == "int8" or job.compress) else None)
     start = time.perf_counter()
     try:
         job.path = converter(job.format).artifact_path(request, weights.path.stem, size)

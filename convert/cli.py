@@ -33,16 +33,23 @@ def build_parser(converter: Converter) -> Parser:
         parser.add_argument("--compress", choices=converter.compressions, help="weight-only compression")
     parser.add_argument("--calib", help="int8 calibration: fashion-mnist, an image folder or a .npy array "
                         "(default: the checkpoint's dataset)")
-    parser.add_argument("--calib-size", type=int, default=DEFAULTS.calib_size,
-                        help=f"calibration images (default {DEFAULTS.calib_size})")
+    parser.add_argument("--calib-size", type=int, help="calibration images (default 1024 up to 64 px, fewer "
+                        "above; at most half of a small training split)")
+    if converter.calib_methods:
+        parser.add_argument("--calib-method", choices=converter.calib_methods,
+                            help=f"int8 activation ranges (default {converter.calib_methods[0]})")
     parser.add_argument("--float-modules", nargs="*", default=[], metavar="NAME",
                         help="int8: modules kept in float (e.g. stages.0.blocks.0.attn), see quantize/sensitivity.py")
-    parser.add_argument("--eval-images", type=int, default=DEFAULTS.eval_images,
-                        help="labelled test images for the accuracy check against fp32 (0 to skip)")
+    parser.add_argument("--no-search", action="store_true", help="int8: refuse an artifact that misses the "
+                        "accuracy contract instead of searching for units to keep float")
+    parser.add_argument("--search-budget", type=int, default=DEFAULTS.search_budget,
+                        help=f"int8: most candidate artifacts the search builds (default {DEFAULTS.search_budget})")
     parser.add_argument("--verify-data", help="dataset for verification images: fashion-mnist or an image folder "
                         "(default: the checkpoint's dataset)")
-    parser.add_argument("--verify-images", type=int, default=DEFAULTS.verify_images, help="real images used in verification")
-    parser.add_argument("--verify-random", type=int, default=DEFAULTS.verify_random, help="random images used in verification")
+    parser.add_argument("--verify-images", type=int, default=DEFAULTS.verify_images,
+                        help=f"most real images that judge the artifact (default {DEFAULTS.verify_images})")
+    parser.add_argument("--verify-random", type=int, default=DEFAULTS.verify_random,
+                        help="noise images for the fp32/fp16 numerical checks")
     if converter.add_arguments:
         converter.add_arguments(parser)
     return parser
@@ -55,19 +62,30 @@ def request_from_args(converter: Converter, args) -> ConvertRequest:
     return ConvertRequest(
         model=args.model, checkpoint=args.checkpoint, imgsz=args.imgsz, batch=args.batch, precision=args.precision,
         compress=getattr(args, "compress", None), calib=args.calib, calib_size=args.calib_size,
-        float_modules=tuple(args.float_modules), eval_images=args.eval_images, verify_data=args.verify_data,
+        calib_method=getattr(args, "calib_method", None), float_modules=tuple(args.float_modules),
+        search=not args.no_search, search_budget=args.search_budget, verify_data=args.verify_data,
         verify_images=args.verify_images, verify_random=args.verify_random, output=args.output,
         output_dir=args.output_dir, force=args.force, options=options)
 
 
 def describe(manifest: Manifest) -> str:
-    """The one-paragraph summary a converter prints."""
+    """The summary a converter prints: where, how big, the contract's verdict, int8 float units."""
     v = manifest.verification
     if v["status"] != "passed":
         check = f"verification {v['status']}: {v.get('reason', '')}"
+    elif v.get("top1_agreement") is not None:
+        check = (f"contract {v['contract']} holds on {v['data']} images ({v['engine']}): top-1 agreement "
+                 f"{v['top1_agreement']:.2%} (95% lower bound {v['agreement_lower95']:.2%}), cosine p5 "
+                 f"{v['cosine_p5']:.5f}" + (f", top-1 {v['delta_top1_points']:+.2f} points" if "top1" in v else ""))
     else:
-        check = (f"verified on {v['samples']} inputs ({v['data']}, {v['engine']}): max|diff| {v['max_abs_diff']:.2e}, "
-                 f"cosine {v['cosine']:.6f}, top-1 agreement {v['top1_agreement']:.1%}")
+        check = (f"contract {v['contract']} holds on {v['data']} images ({v['engine']}): max|diff| "
+                 f"{v['max_abs_diff']:.2e}, over {v['samples']} inputs")
+    search = manifest.get("int8_search")
+    if manifest["precision"] == "int8":
+        q = manifest.get("quantization", {})
+        units = (f"{len(search['float_units'])} units kept float after {len(search['steps'])} candidates: "
+                 f"{', '.join(search['float_units'])}" if search else "every unit int8")
+        check += f"\n  int8: {units} (calibration: {q.get('calib_method')}, {q.get('calibration_images')} images)"
     size_mb = manifest["size_bytes"] / 1e6
     return (f"wrote {manifest['path']} ({size_mb:.2f} MB; export {manifest['export_seconds']:.1f} s, "
             f"with verification {manifest['seconds']:.1f} s)\n  {check}\n"

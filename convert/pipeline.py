@@ -23,7 +23,8 @@ from quantize.calibration import calibration_batch
 
 from .manifest import Manifest, finalize, remove, temporary_path, versions
 from .request import ConvertRequest, artifact_name, checkpoint_stem
-from .verify import accuracy_against_reference, compare, failures, reference_logits, verification_inputs
+from .int8_search import SearchFailed, search
+from .verify import VerificationSet, calibration_overlap, judge_artifact, reference_logits, verification_set
 
 
 class ConvertError(UserError):
@@ -46,10 +47,16 @@ class Job:
     example: torch.Tensor
     checkpoint: Path | None
     _calibration: np.ndarray | None = None
+    _images: VerificationSet | None = None
+    _reference: np.ndarray | None = None
 
     @property
     def precision(self) -> str:
         return self.request.precision
+
+    @property
+    def calib_method(self) -> str:
+        return self.request.calib_method
 
     @property
     def float_modules(self) -> list[str]:
@@ -65,6 +72,27 @@ class Job:
                                    "or a .npy array of preprocessed images")
             self._calibration = calibration_batch(source, self.meta, self.request.calib_size)
         return self._calibration
+
+    @property
+    def random_weights(self) -> bool:
+        """No trained weights: decisions mean nothing, so reduced precisions are judged by numerics."""
+        return self.checkpoint is None or bool(self.meta.get("random_weights"))
+
+    @property
+    def images(self) -> VerificationSet:
+        """The real (then random) images every candidate artifact is judged on, loaded once."""
+        if self._images is None:
+            r = self.request
+            used = calibration_overlap(self.meta, r.calib, r.calib_size, r.verify_data) if self.precision == "int8" else 0
+            self._images = verification_set(self.meta, r.verify_images, r.verify_random, r.verify_data, used)
+        return self._images
+
+    @property
+    def reference(self) -> np.ndarray:
+        """fp32 PyTorch logits of :attr:`images`, computed once."""
+        if self._reference is None:
+            self._reference = reference_logits(self.model, self.images.inputs)
+        return self._reference
 
 
 @dataclass
@@ -92,6 +120,7 @@ class Converter:
     options: type = NoOptions  # dataclass of the format's own options (its CLI flags in add_arguments)
     add_arguments: Callable | None = None  # (argparse parser) -> None; dests named as the options' fields
     compressions: tuple[str, ...] = ()  # weight-only compressions the format offers
+    calib_methods: tuple[str, ...] = ()  # int8 activation-range methods, the default (measured best) first
     name_tag: Callable[[ConvertRequest, object], str] = lambda request, options: ""
     backend: Callable[[object], str] = lambda options: "portable"  # the deploy form (model.deploy)
 
@@ -110,16 +139,20 @@ class Converter:
         if request.compress is not None and request.compress not in self.compressions:
             offered = ", ".join(self.compressions) or "none"
             raise ConvertError(f"--compress {request.compress} is not available for {self.format} (offered: {offered})")
+        method = request.calib_method or (self.calib_methods[0] if self.calib_methods else None)
+        if request.calib_method is not None and request.calib_method not in self.calib_methods:
+            raise ConvertError(f"--calib-method {request.calib_method} is not available for {self.format}; "
+                               f"choose one of {', '.join(self.calib_methods) or 'none (no int8)'}")
         options = request.options if request.options is not None else self.options()
         if not isinstance(options, self.options):
             raise TypeError(f"{self.format} takes {self.options.__name__} options, got {type(options).__name__}")
-        return replace(request, precision=precision, options=options)
+        return replace(request, precision=precision, calib_method=method, options=options)
 
 
 def _check_counts(request: ConvertRequest) -> None:
-    for name, low in (("batch", 1), ("calib_size", 1), ("eval_images", 0), ("verify_images", 0),
-                      ("verify_random", 0)):
-        if getattr(request, name) < low:
+    for name, low in (("batch", 1), ("calib_size", 1), ("verify_images", 0), ("verify_random", 0),
+                      ("search_budget", 1)):
+        if getattr(request, name) is not None and getattr(request, name) < low:
             raise ConvertError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(request, name)}")
     if request.verify_images + request.verify_random < 1:
         raise ConvertError("verification needs at least one image: raise --verify-images or --verify-random")
@@ -182,29 +215,51 @@ def prepare(converter: Converter, request: ConvertRequest) -> tuple[Job, Path]:
 
 
 def verify(job: Job, tmp: Path, manifest: dict) -> dict:
-    """Run the artifact and the PyTorch model on the same real + random images; raise if it misses."""
+    """Run the artifact and the PyTorch model on the same images; the accuracy contract's verdict."""
     from runtime import load_artifact
-    request = job.request
-    inputs, n_real, source = verification_inputs(job.meta, request.verify_images, request.verify_random,
-                                                 request.verify_data)
     runner = load_artifact(tmp, manifest=manifest)
-    figures = compare(reference_logits(job.model, inputs), runner.run(inputs), n_real)
-    figures.update(data=source, engine=getattr(runner, "engine", runner.format), status="passed")
-    figures["accuracy"] = accuracy_against_reference(job.model, runner, request.verify_data or job.meta.get("dataset"),
-                                                     job.meta["preprocess"], request.eval_images)
-    missed = failures(figures, request.compress or job.precision)
-    if missed:
-        figures["status"] = "failed"
-        raise VerificationFailed(f"{runner.format} {job.precision} artifact does not match PyTorch: " + "; ".join(missed))
-    return figures
+    figures = judge_artifact(job.request.compress or job.precision, job.reference, runner.run(job.images.inputs),
+                             job.images, job.random_weights)
+    return {**figures, "data": job.images.description, "engine": getattr(runner, "engine", runner.format)}
+
+
+def _export_and_verify(converter: Converter, job: Job, tmp: Path) -> tuple[dict, Exported]:
+    manifest, exported = export_unverified(converter, job, tmp)
+    if exported.runnable_here:
+        manifest["verification"] = verify(job, tmp, manifest)
+    else:
+        manifest["verification"] = {"status": "not run", "reason": exported.not_runnable_reason}
+    return manifest, exported
+
+
+def _mixed_precision(converter: Converter, job: Job, tmp: Path, manifest: dict) -> dict:
+    """The int8 search (convert/int8_search.py) when all-int8 misses the contract; its manifest."""
+    first = manifest["verification"]
+    if not job.request.search:
+        raise VerificationFailed(f"int8 artifact misses the accuracy contract: {'; '.join(first['missed'])} "
+                                 f"(search for float units is off; drop --no-search to let it run)")
+    built: dict[tuple, dict] = {}
+
+    def build(candidate: Job, path: Path) -> dict:
+        built[candidate.request.float_modules], _ = _export_and_verify(converter, candidate, path)
+        return built[candidate.request.float_modules]["verification"]
+    try:
+        units, _, record = search(job, build, tmp, first)
+    except SearchFailed as err:
+        raise VerificationFailed(str(err)) from None
+    return {**built[(*job.request.float_modules, *units)], "int8_search": {"float_units": units, **record}}
 
 
 def export_unverified(converter: Converter, job: Job, tmp: Path) -> tuple[dict, Exported]:
     """Write the artifact to ``tmp``; returns its manifest so far (no verification yet) and the export facts."""
+    start = time.perf_counter()
     exported = converter.export(job, tmp)
     manifest = {"format": converter.format, "precision": job.precision, "model": job.meta,
-                "input": exported.input, "outputs": exported.outputs, "details": exported.details,
-                "versions": versions()}
+                "export_seconds": round(time.perf_counter() - start, 2), "input": exported.input,
+                "outputs": exported.outputs, "details": exported.details, "versions": versions()}
+    if job.precision == "int8":
+        manifest["quantization"] = {"calib_method": job.calib_method, "calibration_images": len(job.calibration()),
+                                    "float_modules": job.float_modules}
     return manifest, exported
 
 
@@ -214,14 +269,14 @@ def convert(converter: Converter, request: ConvertRequest) -> Manifest:
     tmp = temporary_path(output)
     start = time.perf_counter()
     try:
-        manifest, exported = export_unverified(converter, job, tmp)
-        export_seconds = time.perf_counter() - start
-        if exported.runnable_here:
-            manifest["verification"] = verify(job, tmp, manifest)
-        else:
-            manifest["verification"] = {"status": "not run", "reason": exported.not_runnable_reason}
+        manifest, exported = _export_and_verify(converter, job, tmp)
+        missed = manifest["verification"].get("missed")
+        if missed and job.precision == "int8":
+            manifest = _mixed_precision(converter, job, tmp, manifest)
+        elif missed:
+            raise VerificationFailed(f"{converter.format} {job.precision} artifact does not match PyTorch: "
+                                     + "; ".join(missed))
         manifest["seconds"] = round(time.perf_counter() - start, 2)
-        manifest["export_seconds"] = round(export_seconds, 2)
         return finalize(tmp, output, manifest, job.request.force)
     finally:
         remove(tmp)

@@ -26,7 +26,7 @@ from torch import nn
 
 from convert.cli import main
 from convert.pipeline import Converter, ConvertError, Exported, Job
-from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
+from quantize.pt2e import METHODS, quantize_pt2e, xnnpack_quantizer
 from runtime.quiet import progress_bars_off
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
@@ -94,7 +94,7 @@ def convert_program(job: Job, scale: float, bias: list[float], mix: np.ndarray |
     import coremltools as ct
     model = job.deploy_model
     if job.precision == "int8":  # W8A8: PT2E int8 weights and activations, fp16 elsewhere
-        model = quantize_pt2e(model, job.example, job.calibration(), xnnpack_quantizer(job.float_modules))
+        model = quantize_pt2e(model, job.example, job.calibration(), xnnpack_quantizer(job.float_modules, job.calib_method))
     wrapper = ImageClassifier(model, mix)
     with torch.no_grad():
         program = torch.export.export(wrapper, (job.example,), strict=False).run_decompositions({})
@@ -192,7 +192,7 @@ def export_coreml(job: Job, tmp: Path) -> Exported:
 # Core ML fuses each whole norm, affine included, into one layer_norm op: folding buys nothing there
 # and costs W8A8 precision (verification cosine 0.995 -> 0.989 on the default model).
 CONVERTER = Converter("coreml", ".mlpackage", ("fp16", "fp32", "int8"), export_coreml, CoreMLOptions, add_arguments,
-                      compressions=COMPRESSIONS, name_tag=lambda request, options: request.compress or "",
+                      compressions=COMPRESSIONS, calib_methods=METHODS, name_tag=lambda request, options: request.compress or "",
                       backend=lambda options: "coreml")
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 
 from convert.cli import main
 from convert.pipeline import Converter, ConvertError, Exported, Job
-from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
+from quantize.pt2e import METHODS, quantize_pt2e, xnnpack_quantizer
 
 BACKENDS = ("xnnpack", "coreml", "portable")
 
@@ -85,7 +85,7 @@ def prepare_model(job: Job) -> torch.nn.Module:
     if job.precision == "int8":
         if backend != "xnnpack":
             raise ConvertError("--precision int8 is built for the XNNPACK backend; use --backend xnnpack")
-        model = quantize_pt2e(model, job.example, job.calibration(), xnnpack_quantizer(job.float_modules))
+        model = quantize_pt2e(model, job.example, job.calibration(), xnnpack_quantizer(job.float_modules, job.calib_method))
     return model
 
 
@@ -99,14 +99,14 @@ def export_executorch(job: Job, tmp: Path) -> Exported:
         input={"name": "x", "shape": [job.request.batch, 3, size, size], "dtype": "float32", "layout": "NCHW",
                "kind": "normalized (see model.preprocess)"},
         outputs={"logits": 0},
-        details={"backend": backend, **report, **({"float_modules": job.float_modules} if job.precision == "int8" else {})},
+        details={"backend": backend, **report},
         runnable_here=backend != "coreml",
         not_runnable_reason="Core ML-delegated programs run only on Apple devices (macOS/iOS ExecuTorch runtime)")
 
 
 # XNNPACK runs norms op by op: it gets channel means as convs and centred norm inputs (model.deploy)
 CONVERTER = Converter("executorch", ".pte", ("fp32", "int8"), export_executorch, ExecuTorchOptions, add_arguments,
-                      name_tag=lambda request, options: "" if options.backend == "xnnpack" else options.backend,
+                      calib_methods=METHODS, name_tag=lambda request, options: "" if options.backend == "xnnpack" else options.backend,
                       backend=lambda options: "xnnpack" if options.backend == "xnnpack" else "portable")
 
 if __name__ == "__main__":

@@ -31,14 +31,12 @@ OPSET = 20  # the first with a Gelu op
 class OnnxOptions:
     opset: int = OPSET
     dynamic_batch: bool = False
-    calib_method: str = "minmax"  # int8 activation ranges
     activation_type: str = "uint8"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--opset", type=int, help=f"ONNX opset (default {OPSET}, >= {MIN_OPSET})")
     parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic")
-    parser.add_argument("--calib-method", choices=METHODS, help="int8 calibration method (default minmax)")
     parser.add_argument("--activation-type", choices=ACTIVATIONS, help="int8 activation type (default uint8)")
 
 
@@ -83,14 +81,14 @@ def quantize(proto, job: Job, tmp: Path):
     fp32 = tmp.with_name(tmp.stem + ".fp32.onnx")
     onnx.save(proto, str(fp32))
     try:
-        details = quantize_qdq(fp32, tmp, job.calibration(), "input", job.options.calib_method,
+        details = quantize_qdq(fp32, tmp, job.calibration(), "input", job.calib_method,
                                job.options.activation_type, job.float_modules)
     finally:
         fp32.unlink(missing_ok=True)
     return onnx.load(str(tmp)), details
 
 
-CONVERTER = Converter("onnx", ".onnx", ("fp32", "int8"), export_onnx, OnnxOptions, add_arguments,
+CONVERTER = Converter("onnx", ".onnx", ("fp32", "int8"), export_onnx, OnnxOptions, add_arguments, calib_methods=METHODS,
                       backend=lambda options: "onnx")
 
 if __name__ == "__main__":

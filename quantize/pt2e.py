@@ -6,18 +6,53 @@ from typing import Iterable
 import numpy as np
 import torch
 
+DEQUANTIZE = ("dequantize_per_tensor", "dequantize_per_channel")
 
 
-def quantize_pt2e(model: torch.nn.Module, example: torch.Tensor, calibration: np.ndarray, quantizer) -> torch.fx.GraphModule:
-    """Observe activations on ``calibration`` (in batches of the example's size) and fold in int8 Q/DQ."""
+def quantize_pt2e(model: torch.nn.Module, example: torch.Tensor, calibration: np.ndarray, quantizer,
+                  fold_weights: bool = True) -> torch.fx.GraphModule:
+    """Observe activations on ``calibration`` (in batches of the example's size) and insert int8 Q/DQ.
+
+    ``fold_weights=False`` keeps each weight's float value behind its quantize/dequantize pair
+    (what :func:`only_within` needs to give a unit back its float weights).
+    """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     with torch.no_grad():
         graph = torch.export.export(model.eval(), (example,), strict=False).module()
         prepared = prepare_pt2e(graph, quantizer)
         batch = example.shape[0]
-        for start in range(0, len(calibration) - batch + 1, batch):
-            prepared(torch.from_numpy(calibration[start:start + batch]))
-        return convert_pt2e(prepared)
+        for start in range(0, len(calibration), batch):  # the last batch padded with its last image
+            chunk = calibration[start:start + batch]
+            prepared(torch.from_numpy(np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)])))
+        return convert_pt2e(prepared, fold_quantize=fold_weights)
+
+
+def _module_path(node: torch.fx.Node) -> str:
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    return stack[-1][0] if stack else ""
+
+
+def only_within(graph: torch.fx.GraphModule, units: Iterable[str]) -> torch.fx.GraphModule:
+    """A copy of a quantized graph (``fold_weights=False``) in which only ops inside ``units`` read
+    quantized values; every other op reads the float value its dequantize node was fed, so each
+    unit's quantization error can be measured with one calibration."""
+    import copy
+    units = tuple(units)
+    inside = lambda path: any(path == u or path.startswith(u + ".") for u in units)  # noqa: E731
+    graph = copy.deepcopy(graph)
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or not any(name in str(node.target) for name in DEQUANTIZE):
+            continue
+        source = node.args[0]
+        if not isinstance(source, torch.fx.Node) or "dequantize" in str(source.target) \
+                or "quantize_per" not in str(source.target):
+            continue
+        for user in list(node.users):
+            if not inside(_module_path(user)):
+                user.replace_input_with(node, source.args[0])
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+    return graph
 
 
 def _quantizable(float_modules: tuple[str, ...]):
@@ -38,14 +73,31 @@ def _quantizable(float_modules: tuple[str, ...]):
     return keep
 
 
-def xnnpack_quantizer(float_modules: Iterable[str] = ()):
+METHODS = ("histogram", "minmax")  # activation ranges: L2-optimal from a histogram (XNNPACK's default), or min/max
+
+
+def _config(method: str):
+    """XNNPACK's per-channel symmetric config with the activation observer of ``method``."""
+    from dataclasses import replace
+
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e import MinMaxObserver
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    if method == "histogram":
+        return config
+    if method != "minmax":
+        raise ValueError(f"unknown PT2E calibration method {method!r}; one of {', '.join(METHODS)}")
+    spec = replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2 ** -12))
+    return replace(config, input_activation=spec, output_activation=spec)
+
+
+def xnnpack_quantizer(float_modules: Iterable[str] = (), method: str = METHODS[0]):
     """Per-channel symmetric int8 weights, int8 activations; norms and ``float_modules`` stay float.
 
     The channel-mean convs inside LayerNorm2d stay float: quantizing a mean over channels costs
     accuracy and buys nothing.
     """
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                          get_symmetric_quantization_config)
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    quantizer = XNNPACKQuantizer().set_global(_config(method))
     quantizer.set_filter_function(_quantizable(tuple(float_modules)))
     return quantizer

@@ -1,19 +1,21 @@
-"""Per-unit quantization sensitivity and automatic mixed precision.
+"""Per-unit int8 sensitivity, and the mixed precision the accuracy contract asks for.
 
     python quantize/sensitivity.py                               # the shipped default model
-    python quantize/sensitivity.py --checkpoint C --max-drop 0.5 --output sens.json
+    python quantize/sensitivity.py --checkpoint C --output sens.json
 
-A unit is the stem, a stage's downsampling entry, one Transformer block or the head. For each
-unit, only that unit is quantized (PT2E, XNNPACK's int8 scheme, simulated in PyTorch) and the
-logits are compared with fp32 on held-out images: SQNR in dB and top-1 agreement. Mixed
-precision then keeps the most sensitive units in float until the top-1 drop on labelled
-held-out images is within ``--max-drop`` points; converters take the result as --float-modules.
+A unit is a stage's entry (patch embedding), a block's attention or MLP, or the head. The model is
+quantized once (PT2E, XNNPACK's int8 scheme, simulated in PyTorch) on one calibration set; each
+unit's error is then measured by letting only that unit read quantized values (``only_within``),
+against one fp32 pass over real images. Units are ranked by the error they add per share of the
+model's multiply-accumulates they would keep float (cheap, harmful units first); mixed precision
+keeps units float in that order until the simulated logits meet the accuracy contract
+(common/contract.py). Converters run the same ranking when all-int8 misses the contract.
 """
 from __future__ import annotations
 
-import argparse
-import json
+import math
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -21,137 +23,186 @@ if __package__ in (None, ""):
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from common.defaults import SHIPPED_CHECKPOINT
-from data import DataError, build_dataset
-from model import CheckpointError, create_model
-from model.shunted import xnnpack_form
-from quantize.calibration import calibration_batch
-from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
+from common.contract import contract_for, judge, measure, min_images, sqnr_db
+from quantize.pt2e import only_within, quantize_pt2e, xnnpack_quantizer
 
+BATCH = 16  # simulated graphs are exported with this static batch
 
 
 def units(model: torch.nn.Module) -> list[str]:
-    """Module names of the quantization units, in network order."""
+    """Module names of the quantization units, in network order (those the model has)."""
     names = []
     for i, stage in enumerate(model.stages):
         names.append(f"stages.{i}.entry")
-        names += [f"stages.{i}.blocks.{j}" for j in range(len(stage.blocks))]
-    return names + ["head"]
+        for j in range(len(stage.blocks)):
+            names += [f"stages.{i}.blocks.{j}.attn", f"stages.{i}.blocks.{j}.mlp"]
+    names.append("head")
+    present = dict(model.named_modules())
+    return [name for name in names if name in present]
 
 
-def _logits(model, images: np.ndarray, batch: int) -> np.ndarray:
+def mac_shares(model: torch.nn.Module, size: int, names: list[str]) -> dict[str, float]:
+    """Each unit's share of the model's multiply-accumulates (torch's FLOP counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(torch.zeros(1, 3, size, size))
+    counts = {key.partition(".")[2]: sum(value.values()) for key, value in counter.get_flop_counts().items()}
+    total = max(counter.get_total_flops(), 1)
+    return {name: counts.get(name, 0) / total for name in names}
+
+
+def _padded_logits(model, images: np.ndarray) -> np.ndarray:
+    """Logits of a graph with static batch BATCH (the last batch padded)."""
+    out = []
     with torch.no_grad():
-        return np.concatenate([model(torch.from_numpy(images[i:i + batch])).numpy()
-                               for i in range(0, len(images), batch)])
+        for start in range(0, len(images), BATCH):
+            chunk = images[start:start + BATCH]
+            padded = np.concatenate([chunk, np.repeat(chunk[-1:], BATCH - len(chunk), 0)])
+            out.append(model(torch.from_numpy(padded)).numpy()[:len(chunk)])
+    return np.concatenate(out)
 
 
-def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
-    noise = float(((reference - candidate) ** 2).sum())
-    return float("inf") if noise == 0 else 10 * np.log10(float((reference ** 2).sum()) / noise)
+@dataclass
+class UnitFigures:
+    unit: str
+    sqnr_db: float  # logits' SQNR with only this unit quantized
+    top1_agreement: float
+    mac_share: float
+    priority: float  # noise added per (square root of) MAC share: the search keeps high ones float first
 
 
 class Study:
-    """fp32 model, calibration images, held-out images (+ labels) and the fp32 reference on them."""
+    """One calibration and one fp32 pass of a deploy model; each unit's quantization error from them."""
 
-    def __init__(self, model: torch.nn.Module, calibration: np.ndarray, held_out: np.ndarray, labels: np.ndarray | None):
-        self.model = xnnpack_form(model.eval().fuse_for_deploy(input_size=held_out.shape[-1]))
-        self.calibration, self.held_out, self.labels = calibration, held_out, labels
-        self.example = torch.from_numpy(held_out[:1])
-        self.reference = _logits(self.model, held_out, 1)
+    def __init__(self, deploy_model: torch.nn.Module, calibration: np.ndarray, images: np.ndarray,
+                 keep_float: list[str] = (), labels: np.ndarray | None = None):
+        self.model, self.images, self.labels = deploy_model.eval(), images, labels
+        self.units = [u for u in units(deploy_model) if u not in keep_float]
+        example = torch.from_numpy(np.resize(calibration, (BATCH, *calibration.shape[1:])))
+        self.graph = quantize_pt2e(deploy_model, example, calibration, xnnpack_quantizer(keep_float), fold_weights=False)
+        self.reference = _padded_logits(deploy_model, images)
 
-    def quantized_logits(self, float_modules: list[str]) -> np.ndarray:
-        """Logits of the XNNPACK-quantized model with ``float_modules`` (and what the model keeps float) in float."""
-        quantizer = xnnpack_quantizer([*float_modules, *self.model.int8_float_modules()])
-        return _logits(quantize_pt2e(self.model, self.example, self.calibration, quantizer), self.held_out, 1)
+    def logits(self, quantized: list[str]) -> np.ndarray:
+        return _padded_logits(only_within(self.graph, quantized), self.images)
 
-    def only(self, unit: str) -> np.ndarray:
-        """Logits with ``unit`` quantized and every other unit in float."""
-        return self.quantized_logits([u for u in units(self.model) if u != unit])
+    def ranking(self) -> list[UnitFigures]:
+        """Units, the ones to keep float first."""
+        shares = mac_shares(self.model, self.images.shape[-1], self.units)
+        rows = []
+        for unit in self.units:
+            logits = self.logits([unit])
+            db = sqnr_db(self.reference, logits)
+            noise = 0.0 if math.isinf(db) else 10 ** (-db / 10)
+            rows.append(UnitFigures(unit, round(db, 2), float((logits.argmax(1) == self.reference.argmax(1)).mean()),
+                                    round(shares[unit], 5), noise / math.sqrt(max(shares[unit], 1e-4))))
+        return sorted(rows, key=lambda r: -r.priority)
 
-    def top1(self, logits: np.ndarray) -> float | None:
-        return None if self.labels is None else float((logits.argmax(1) == self.labels).mean())
-
-    def figures(self, logits: np.ndarray) -> dict:
-        agree = float((logits.argmax(1) == self.reference.argmax(1)).mean())
-        top1, ref = self.top1(logits), self.top1(self.reference)
-        return {"sqnr_db": round(sqnr_db(self.reference, logits), 2), "top1_agreement": agree,
-                "top1": top1, "delta_top1_points": None if top1 is None else round(100 * (top1 - ref), 2)}
-
-
-def sensitivity(study: Study) -> list[dict]:
-    """Each unit quantized alone, most sensitive (lowest SQNR) first."""
-    rows = [{"unit": unit, **study.figures(study.only(unit))} for unit in tqdm(units(study.model), desc="sensitivity")]
-    return sorted(rows, key=lambda r: r["sqnr_db"])
-
-
-def mixed_precision(study: Study, ranking: list[dict], max_drop: float) -> dict:
-    """Keep the most sensitive units in float until the top-1 drop is within ``max_drop`` points."""
-    if study.labels is None:
-        raise DataError("mixed precision needs labelled held-out images (--data with class labels)")
-    kept: list[str] = []
-    steps = []
-    for unit in [None] + [r["unit"] for r in ranking]:
-        if unit is not None:
-            kept.append(unit)
-        figures = study.figures(study.quantized_logits(kept))
-        steps.append({"float_modules": list(kept), **figures})
-        if -figures["delta_top1_points"] <= max_drop:
-            return {"max_drop": max_drop, "float_modules": kept, "result": figures, "steps": steps}
-    return {"max_drop": max_drop, "float_modules": kept, "result": steps[-1], "steps": steps,
-            "note": "budget not met even with every unit in float"}
+    def mixed_precision(self, ranking: list[UnitFigures], kind: str = "int8") -> dict:
+        """Keep units float in ranking order until the simulated logits meet the contract."""
+        order = [r.unit for r in ranking]
+        steps = []
+        for k in range(len(order) + 1):
+            figures = measure(self.reference, self.logits(order[k:]), len(self.images), self.labels)
+            missed = judge(contract_for(kind), figures)
+            steps.append({"float_units": order[:k], "top1_agreement": figures["top1_agreement"],
+                          "agreement_lower95": round(figures["agreement_lower95"], 4),
+                          "cosine_p5": round(figures["cosine_p5"], 5), "missed": missed})
+            if not missed:
+                break
+        return {"float_units": steps[-1]["float_units"], "holds": not steps[-1]["missed"], "steps": steps}
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| unit | SQNR dB | top-1 agreement | delta top-1 (points) |", "|---|---|---|---|"]
-    for r in rows:
-        delta = "n/a" if r["delta_top1_points"] is None else f"{r['delta_top1_points']:+.2f}"
-        lines.append(f"| {r['unit']} | {r['sqnr_db']:.1f} | {r['top1_agreement']:.1%} | {delta} |")
-    return "\n".join(lines)
+def ranking_table(rows: list[UnitFigures]) -> str:
+    from runtime.text_table import text_table
+    return text_table(["unit", "SQNR dB (only it int8)", "top-1 agreement", "MAC share", "priority"],
+                      [[r.unit, f"{r.sqnr_db:.1f}", f"{r.top1_agreement:.1%}", f"{r.mac_share:.1%}", f"{r.priority:.3g}"]
+                       for r in rows], right_from=1)
 
 
-def build_study(checkpoint: Path | None, model_name: str | None, data: str | None, calib_size: int,
-                held_out: int) -> Study:
-    model = create_model(model_name, checkpoint_path=checkpoint)
-    source = data or model.meta.get("dataset")
+def too_small(n: int, kind: str = "int8") -> str | None:
+    """Why ``n`` held-out images cannot settle the contract, or None."""
+    needed = min_images(contract_for(kind).min_agreement)
+    if n < needed:
+        return (f"only {n} held-out images: even perfect agreement cannot show >= "
+                f"{contract_for(kind).min_agreement:.0%} with 95% confidence below {needed} images; the figures "
+                f"below are indicative only")
+    return None
+
+
+def as_json(rows: list[UnitFigures], mixed: dict) -> dict:
+    return {"units": [asdict(r) for r in rows], "mixed_precision": mixed}
+
+
+def parse_args(argv: list[str] | None):
+    from common.cli import Parser
+    parser = Parser(description="Per-unit int8 sensitivity and the mixed precision the accuracy contract asks for.")
+    parser.add_argument("--checkpoint", type=Path, help="weights (default: the shipped model)")
+    parser.add_argument("--model", help="variant, for random weights without --checkpoint")
+    parser.add_argument("--data", help="fashion-mnist or an image folder (default: the checkpoint's dataset)")
+    parser.add_argument("--calib-size", type=int, help="calibration images (default as the converters)")
+    parser.add_argument("--held-out", type=int, default=1000, help="most real images to measure on (default 1000)")
+    parser.add_argument("--output", type=Path, help="JSON file (default: <checkpoint>.sensitivity.json)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    return parser.parse_args(argv)
+
+
+def build_study(args) -> Study:
+    """The shipped or given model in its XNNPACK deploy form, calibrated on its data."""
+    from common.defaults import SHIPPED_CHECKPOINT
+    from data import DataError
+    from model import create_model
+    from model.deploy import deploy_form, float_in_int8
+    from quantize.calibration import calibration_batch, held_out_images
+    if args.held_out < 1:
+        raise DataError(f"--held-out must be >= 1, got {args.held_out}")
+    checkpoint = args.checkpoint or (None if args.model else SHIPPED_CHECKPOINT)
+    model = create_model(args.model, checkpoint_path=checkpoint).eval()
+    source = args.data or model.meta.get("dataset")
     if source is None:
         raise DataError("pass --data (fashion-mnist or an image folder with class sub-folders)")
-    calibration = calibration_batch(source, model.meta, calib_size)
-    dataset = build_dataset(source, "val", model.meta["preprocess"], limit=held_out)
-    images = torch.stack([dataset[i][0] for i in range(len(dataset))]).numpy()
-    labels = np.asarray([dataset[i][1] for i in range(len(dataset))])
-    return Study(model, calibration, images, labels)
+    calibration = calibration_batch(source, model.meta, args.calib_size)
+    images, labels, classes = held_out_images(source, model.meta["preprocess"], args.held_out, len(calibration), 0)
+    deploy = deploy_form(model, "xnnpack", model.meta["input_size"])
+    return Study(deploy, calibration, torch.stack(images).numpy(),
+                 float_in_int8(deploy), labels if classes == model.meta["num_classes"] else None)
 
 
 def main(argv: list[str] | None = None) -> int:
+    import json
+
+    from common.cli import run_cli
+    from common.errors import UserError
     from runtime.quiet import quiet_third_party
+    args = parse_args(argv)
     quiet_third_party()
-    parser = argparse.ArgumentParser(description="Per-unit int8 sensitivity and automatic mixed precision.")
-    parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--model")
-    parser.add_argument("--data", help="fashion-mnist or an image folder (default: the checkpoint's dataset)")
-    parser.add_argument("--calib-size", type=int, default=256)
-    parser.add_argument("--held-out", type=int, default=1000, help="validation images to measure on")
-    parser.add_argument("--max-drop", type=float, default=0.5, help="top-1 budget in points for mixed precision")
-    parser.add_argument("--output", type=Path, help="JSON file (default: <checkpoint>.sensitivity.json)")
-    args = parser.parse_args(argv)
-    checkpoint = args.checkpoint or (None if args.model else SHIPPED_CHECKPOINT)
-    try:
-        study = build_study(checkpoint, args.model, args.data, args.calib_size, args.held_out)
-    except (DataError, CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    ranking = sensitivity(study)
-    mixed = mixed_precision(study, ranking, args.max_drop)
-    print(table(ranking))
-    print(f"\nall units int8: {mixed['steps'][0]}")
-    print(f"mixed precision (max drop {args.max_drop} points): float modules {mixed['float_modules'] or 'none'} "
-          f"-> {mixed['result']}")
-    output = args.output or Path(f"{checkpoint or args.model}.sensitivity.json")
-    output.write_text(json.dumps({"checkpoint": str(checkpoint), "units": ranking, "mixed_precision": mixed}, indent=2))
-    print(f"wrote {output}")
-    return 0
+
+    def run() -> int:
+        output = args.output or Path(f"{args.checkpoint or args.model or 'shunted_nano_fmnist'}.sensitivity.json")
+        if output.exists() and not args.force:
+            raise UserError(f"{output} already exists; pass --force to overwrite it or choose another --output")
+        if not output.parent.is_dir():
+            raise UserError(f"folder {output.parent} does not exist; create it or choose another --output")
+        study = build_study(args)
+        warning = too_small(len(study.images))
+        if warning:
+            print(f"warning: {warning}")
+        rows = study.ranking()
+        mixed = study.mixed_precision(rows)
+        print(ranking_table(rows))
+        first, last = mixed["steps"][0], mixed["steps"][-1]
+        print(f"\nall units int8 (simulated, {len(study.images)} images): top-1 agreement "
+              f"{first['top1_agreement']:.2%}, 95% lower bound {first['agreement_lower95']:.2%}, cosine p5 "
+              f"{first['cosine_p5']:.4f}")
+        verdict = "meets" if mixed["holds"] else "misses"
+        print(f"contract int8 {verdict} with {len(last['float_units'])} units float: {', '.join(last['float_units']) or 'none'}")
+        tmp = output.with_name(f".partial-{output.name}")
+        tmp.write_text(json.dumps({"images": len(study.images), "warning": warning, **as_json(rows, mixed)}, indent=2))
+        tmp.replace(output)
+        print(f"wrote {output}")
+        return 0
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from convert.cli import main
 from convert.pipeline import Converter
 from data import FASHION_MNIST_CLASSES, build_dataset, fashion_mnist_preprocess
 from model import create_model
-from model.shunted import LayerNorm2d, set_channel_norm
+from model.deploy.norms import NormForm, channel_norm
+from model.shunted import LayerNorm2d
 
 SIZE = 32
 
@@ -88,7 +89,7 @@ def test_xnnpack_runs_a_channel_norm_without_layout_transposes(tmp_path):
     model = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 1), norm, torch.nn.Conv2d(32, 32, 1)).eval()
     x = torch.randn(1, 32, 8, 8)
     want = model(x)
-    set_channel_norm(model, "conv")
+    model[1] = channel_norm(norm, NormForm("conv"))
     path = tmp_path / "norm.pte"
     to_executorch.save_program(to_executorch.lower(model, x, "xnnpack"), path)
     module = et_module(path)
@@ -106,7 +107,7 @@ def test_coreml_package_is_an_image_classifier(checkpoint, tmp_path, precision):
     import coremltools as ct
     out = tmp_path / f"m_{precision}.mlpackage"
     convert_ok(to_coreml.CONVERTER, ["--checkpoint", checkpoint, "--output", out, "--precision", precision,
-                                     "--eval-images", "50"])
+                                     "--verify-images", "50"])
     spec = ct.models.MLModel(str(out), skip_model_load=True).get_spec()
     assert spec.description.input[0].type.WhichOneof("Type") == "imageType"
     assert spec.description.predictedFeatureName == "classLabel"

@@ -98,7 +98,7 @@ def test_bad_counts_exit_2(capsys, flag, value, message):
 def built(tmp_path_factory):
     folder = tmp_path_factory.mktemp("profile")
     # trained weights: int8 of random weights verifies only by luck (7-bit ONNX weights)
-    common = ["--checkpoint", str(TRAINED), "--eval-images", "0", "--verify-images", "0"]
+    common = ["--checkpoint", str(TRAINED), "--verify-images", "200"]
     jobs = {"fp32.onnx": (to_onnx, []), "int8.onnx": (to_onnx, ["--precision", "int8", "--calib-size", "64"]),
             "fp32.pte": (to_executorch, []), "portable.pte": (to_executorch, ["--backend", "portable"])}
     for name, (module, extra) in jobs.items():

@@ -107,7 +107,7 @@ def build(fmt: str, precision: str, base: ConvertRequest, folder: Path, probe: b
     """One artifact in ``folder``: converted and verified, or (probe) with the convs stripped, unverified."""
     format_converter = converter(fmt)
     output = folder / f"{'probe' if probe else 'model'}_{precision}{format_converter.suffix}"
-    request = replace(base, precision=precision, output=output, eval_images=0)
+    request = replace(base, precision=precision, output=output)
     if not probe:
         convert(fmt, request)
         return output
