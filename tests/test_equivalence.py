@@ -360,15 +360,16 @@ def test_garbage_file_refused(api, workdir):
 @pytest.mark.parametrize("size", [32, 64])
 def test_deploy_forms_match_reference(refs, loaded, size):
     """The exported forms (folded norms, single-token K/V scales collapsed into 1x1 convs at 32 px,
-    centred residual stream for XNNPACK) still compute the published network."""
-    from model.shunted import set_channel_norm, xnnpack_form
+    centred residual stream for XNNPACK, each backend's norm form) still compute the published network."""
+    from model.deploy import BACKENDS, deploy_form
+    from model.deploy.attention import ScaledQueryAttention, SingleTokenAttention, SingleTokenCoarseAttention
     x = _inputs(size)
     with torch.no_grad():
         y_ref = refs("shunted_t")["ref"](x)
-        deploy = copy.deepcopy(loaded("shunted_t")).fuse_for_deploy(input_size=size)
-        collapsed = [b.attn.collapsed for s in deploy.stages for b in s.blocks]
-        onnx_form = set_channel_norm(copy.deepcopy(deploy), "last_axis")(x)
-        xnnpack = xnnpack_form(deploy)(x)
-    assert collapsed == (["coarse"] * 7 + ["all"] if size == 32 else [None] * 8)
-    for y in (onnx_form, xnnpack):
-        assert (y - y_ref).abs().max().item() <= TOL
+        deploys = {backend: deploy_form(loaded("shunted_t"), backend, size) for backend in BACKENDS}
+        outputs = {backend: deploy(x) for backend, deploy in deploys.items()}
+    for backend, deploy in deploys.items():
+        kinds = [type(b.attn) for s in deploy.stages for b in s.blocks]
+        assert kinds == ([SingleTokenCoarseAttention] * 7 + [SingleTokenAttention] if size == 32
+                         else [ScaledQueryAttention] * 8), backend
+        assert (outputs[backend] - y_ref).abs().max().item() <= TOL, backend

@@ -18,6 +18,7 @@ from coremltools.converters.mil.mil import Function, Program as MilProgram, type
 import mlprogram
 from mlprogram.blobs import BlobFile
 from model import create_model
+from model.deploy import deploy_form
 from model.shunted import ConvMlp, LayerNorm2d
 
 F32, F16 = np.float32, np.float16
@@ -631,7 +632,7 @@ def test_w8a8_program_matches_pt2e_reference(tmp_path):
 @pytest.mark.slow
 def test_shunted_t_224_fp16_matches_torch_in_under_30s(tmp_path):
     torch.manual_seed(0)
-    model = randomized(create_model("shunted_t", num_classes=10, img_size=224)).fuse_for_deploy()
+    model = deploy_form(randomized(create_model("shunted_t", num_classes=10, img_size=224)), "portable", 224)
     convert(model, 224, "fp16").save(str(tmp_path / "t.mlpackage"))
     program = mlprogram.load(tmp_path / "t.mlpackage")
     assert program.compute_precision() == "fp16" and program.max_rank() <= 4

@@ -1,12 +1,9 @@
-"""The model package: variants, input sizes, export-friendliness, deploy folding, our checkpoints."""
-import copy
-
+"""The model package: variants, input sizes, export-friendliness, our checkpoints (deploy forms: test_deploy.py)."""
 import pytest
 import torch
 
 from model import CheckpointError, create_model, list_models, save_checkpoint
 from model.graph_stats import count_macs, export, graph_stats
-from model.shunted import LayerNorm2d, set_channel_norm
 
 EDGE = ["shunted_nano", "shunted_micro"]
 
@@ -53,92 +50,6 @@ def test_export_is_rank4_static_and_lean(name):
     assert stats["symbolic_shapes"] == []
     blocks = sum(create_model(name).config.depths)
     assert stats["layout_ops"] <= 12 * blocks + 1  # see the README's per-block table
-
-
-def randomize_norms(model):
-    """Non-trivial statistics and affine parameters in every BatchNorm and LayerNorm2d, so folding shows."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-        if isinstance(m, (torch.nn.BatchNorm2d, LayerNorm2d)):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-    return model
-
-
-@pytest.mark.parametrize("mode", ["conv", "last_axis"])
-def test_channel_norm_modes_compute_the_same_function(mode):
-    torch.manual_seed(0)
-    model = randomize_norms(create_model("shunted_nano").eval())
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        reference = model(x)
-        other = set_channel_norm(model, mode)(x)
-    assert all(n.mode == mode for n in model.modules() if isinstance(n, LayerNorm2d))
-    torch.testing.assert_close(other, reference, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="last_axis"):
-        set_channel_norm(model, "batch")
-
-
-def test_fuse_for_deploy_keeps_outputs():
-    torch.manual_seed(0)
-    model = randomize_norms(create_model("shunted_s").eval())  # has an extra stem conv + BN
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        before = model(x)
-        after = model.fuse_for_deploy()(x)
-        last_axis = set_channel_norm(model, "last_axis")(x)
-        conv = set_channel_norm(model, "conv")(x)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    folded = [m for m in model.modules() if isinstance(m, LayerNorm2d) and not m.affine]
-    assert len(folded) == 2 * sum(model.config.depths) + 1  # two per block, the final norm
-    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(last_axis, before, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(conv, before, atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="padded"):
-        model.stages[0].norm.fold_affine_into(model.stages[1].entry.proj)
-
-
-def nano_with_outputs(size):
-    """A shunted_nano with randomised norms, a batch of inputs and the outputs before any rewrite."""
-    torch.manual_seed(0)
-    model = randomize_norms(create_model("shunted_nano").eval())
-    x = torch.randn(2, 3, size, size)
-    with torch.no_grad():
-        return model, x, model(x)
-
-
-def test_centre_stream_feeds_every_norm_a_centred_input():
-    model, x, before = nano_with_outputs(64)
-    with torch.no_grad():
-        model.fuse_for_deploy().centre_stream()
-    inputs = []
-    hooks = [m.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
-             for m in model.modules() if isinstance(m, LayerNorm2d)]
-    for mode in LayerNorm2d.MODES:
-        with torch.no_grad():
-            torch.testing.assert_close(set_channel_norm(model, mode)(x), before, atol=1e-4, rtol=1e-4)
-    for h in hooks:
-        h.remove()
-    assert len(inputs) == 3 * 26 and all(m.input_centred for m in model.modules() if isinstance(m, LayerNorm2d))
-    assert max((t.mean(dim=1).abs().max() / t.abs().max()).item() for t in inputs) < 1e-5
-
-
-def test_single_token_scales_collapse_at_32_pixels():
-    """At 32 px every coarse K/V scale and stage 4 see one token: those attentions become 1x1 convs."""
-    model, x, before = nano_with_outputs(32)
-    with torch.no_grad():
-        deploy = copy.deepcopy(model).fuse_for_deploy(input_size=32)
-        after = deploy(x)
-    assert [b.attn.collapsed for s in deploy.stages for b in s.blocks] == ["coarse"] * 4 + ["all"]
-    coarse = [b.attn.coarse for s in deploy.stages for b in s.blocks if b.attn.sr_ratio > 1]
-    assert len(coarse) == 4 and not any(hasattr(branch, "kv") for branch in coarse)
-    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="specialised to 32x32"):
-        deploy(torch.randn(1, 3, 64, 64))
-    wider = copy.deepcopy(model).fuse_for_deploy(input_size=64)  # nothing collapses: any size still runs
-    assert wider.deploy_size is None and wider(torch.randn(1, 3, 96, 96)).shape == (1, 1000)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
