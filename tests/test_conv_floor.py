@@ -8,12 +8,13 @@ import torch
 from benchmarks.research import conv_floor
 from conftest import TRAINED
 from model import create_model
+from model.deploy import deploy_form
 
 
 @pytest.mark.parametrize("kind", ["grouped", "slice"])
 def test_stripping_keeps_every_conv_shape_and_removes_the_arithmetic(kind):
     torch.manual_seed(0)
-    model = create_model("shunted_nano", img_size=64).eval().fuse_for_deploy()
+    model = deploy_form(create_model("shunted_nano", img_size=64), "portable", 64)
     x = torch.randn(1, 3, 64, 64)
     dense_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     replaced = conv_floor.strip_conv_arithmetic(model, x, kind)
@@ -64,8 +65,8 @@ def test_executorch_probe_strips_the_model_in_its_xnnpack_form(checkpoint):
     from convert import to_executorch
     from convert.api import ConvertRequest
     from convert.pipeline import prepare
-    from model.shunted import LayerNorm2d
+    from model.deploy.norms import ConvNormalize, DeployLayerNorm2d
     job, _ = prepare(to_executorch.CONVERTER, ConvertRequest(checkpoint=checkpoint, output=Path("unused.pte")))
-    norms = [m for m in job.deploy_model.modules() if isinstance(m, LayerNorm2d)]
-    assert all(n.mode == "conv" and n.input_centred for n in norms)
+    norms = [m for m in job.deploy_model.modules() if isinstance(m, DeployLayerNorm2d)]
+    assert norms and all(isinstance(n[0], ConvNormalize) for n in norms)  # conv form, no input mean subtracted
     assert conv_floor.strip_conv_arithmetic(job.deploy_model, job.example, conv_floor.PROBE_KIND["executorch"]) > 0
