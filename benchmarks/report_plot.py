@@ -10,6 +10,7 @@ from benchmarks.report_measure import Row
 # small as they are: one standard error of a 91% top-1 on 10,000 test images is 0.29 points, and
 # the shipped model's fp32 rows (91.21-91.25%) would otherwise fill the whole height.
 MIN_ACCURACY_SPAN = 5.0
+LABEL_WIDTH_PX, LABEL_HEIGHT_PX = 110, 14  # about what an 8-point row label covers at 120 dpi
 
 
 def accuracy_limits(values: list[float]) -> tuple[float, float]:
@@ -41,6 +42,21 @@ def _p90_error(rows: list[Row]) -> list[list[float]]:
     return [[0] * len(rows), [max(r.p90_ms - r.median_ms, 0) for r in rows]]
 
 
+def _label(ax, points: list[Row]) -> None:
+    """Each point's label to its right, in the first free slot (above, below, further above, ...)
+    among the labels of points already labelled that it would otherwise print over; labels away
+    from their point get a leader line."""
+    placed = []  # (display x, display y, slot)
+    for r in sorted(points, key=lambda r: r.median_ms):
+        x, y = ax.transData.transform((r.median_ms, r.top1))
+        used = {slot for px, py, slot in placed if x - px < LABEL_WIDTH_PX and abs(y - py) < LABEL_HEIGHT_PX}
+        slot = next(k for k in range(len(placed) + 1) if k not in used)
+        placed.append((x, y, slot))
+        dy = 4 + 10 * (slot // 2) if slot % 2 == 0 else -11 - 10 * (slot // 2)
+        ax.annotate(r.label, (r.median_ms, r.top1), textcoords="offset points", xytext=(5, dy), fontsize=8,
+                    arrowprops=dict(arrowstyle="-", color="gray", linewidth=0.5) if slot > 1 else None)
+
+
 def _latency_bars(ax, timed: list[Row], title: str) -> None:
     ax.barh(range(len(timed)), [r.median_ms for r in timed], color="tab:blue", label="median")
     ax.errorbar([r.median_ms for r in timed], range(len(timed)), fmt="none", ecolor="gray", capsize=3,
@@ -65,17 +81,12 @@ def _accuracy_scatter(ax, points: list[Row], title: str) -> None:
                edgecolors="tab:red", linewidths=1.5, label="Pareto front", zorder=4)
     if front:
         ax.plot(*_staircase(front), color="tab:red", linestyle="--", linewidth=1, zorder=2)
-    same_top1: dict[float, int] = {}  # rows of equal accuracy (every fp32 row) alternate above/below
-    for r in sorted(points, key=lambda r: r.median_ms):
-        top1 = round(r.top1, 2)
-        n = same_top1[top1] = same_top1.get(top1, -1) + 1
-        ax.annotate(r.label, (r.median_ms, r.top1), textcoords="offset points",
-                    xytext=(5, 4) if n % 2 == 0 else (5, -11), fontsize=8)
     if max(lats) / max(min(lats), 1e-9) > 8:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
     ax.set_ylim(*accuracy_limits(accs))
+    _label(ax, points)
     ax.set_xlabel("median latency (ms)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.grid(True, alpha=0.3)
