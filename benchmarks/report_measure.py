@@ -40,11 +40,14 @@ class Row:
     build_seconds: float | None = None
     verification: dict | None = None
     details: dict | None = None
+    int8_search: dict | None = None  # the float units the converter's search kept, with its ranking
     accuracy: dict = field(default_factory=dict)
     top1: float | None = None
     top5: float | None = None
     delta_top1: float | None = None
     agreement: float | None = None
+    agreement_lower95: float | None = None
+    drop_upper95: float | None = None
     n: int | None = None
     latency: dict | None = None
     times_ms: list[float] | None = None
@@ -136,6 +139,7 @@ def make_row(target: Target | None, job: Job | None, latency: dict | None, base:
     row.size_mb = (manifest["size_bytes"] if manifest else Path(weights.path).stat().st_size) / 1e6
     row.built, row.build_seconds = (job.built, job.build_seconds) if job else (None, None)
     row.verification, row.details = (manifest or {}).get("verification"), (manifest or {}).get("details")
+    row.int8_search = (manifest or {}).get("int8_search")
     row.accuracy = accuracy.reference if job is None else accuracy.artifacts.get(job.spec, {})
     if not weights.random and row.accuracy:
         if row.accuracy.get("status") == "error":
@@ -143,7 +147,7 @@ def make_row(target: Target | None, job: Job | None, latency: dict | None, base:
         elif row.accuracy.get("note") and not row.accuracy.get("subset"):  # a subset shows as (n=...) in top-1
             row.notes.append(row.accuracy["note"])
         if row.accuracy.get("status") == "ok":
-            for key in ("top1", "top5", "delta_top1", "agreement", "n"):
+            for key in ("top1", "top5", "delta_top1", "agreement", "agreement_lower95", "drop_upper95", "n"):
                 setattr(row, key, row.accuracy.get(key))
     if job is None and row.top1 is not None:
         row.delta_top1 = 0.0

@@ -11,7 +11,32 @@ from benchmarks.report_build import RANDOM_NA
 from benchmarks.report_measure import Row
 
 COLUMNS = ["format", "runtime", "precision", "status", "size MB", "top-1", "delta top-1", "agreement",
-           "median ms", "p90 ms", "FPS", "speed-up", "peak memory MB"]
+           "contract", "median ms", "p90 ms", "FPS", "speed-up", "peak memory MB"]
+
+
+def contract_cell(row: Row) -> str:
+    """The accuracy contract (common/contract.py) on the report's own measurement: its decisions,
+    on every image the report ran; the numerical checks are the artifact's verification."""
+    from common.contract import contract_for, judge
+    if row.agreement_lower95 is None:
+        return "-"
+    figures = {"real_samples": row.n, "top1_agreement": row.agreement / 100,
+               "agreement_lower95": row.agreement_lower95 / 100, "delta_top1_points": row.delta_top1,
+               "drop_upper95_points": row.drop_upper95}
+    precision, _, compress = row.spec.partition(":")[2].partition("+")
+    missed = judge(contract_for(compress or precision), figures)
+    verdict = "holds" if not missed else "misses: " + "; ".join(missed)
+    return f"{verdict} (agreement >= {row.agreement_lower95:.2f}% at 95%)"
+
+
+def float_units_note(row: Row) -> str | None:
+    """What the int8 search kept float, and the share of multiply-accumulates that costs."""
+    search = row.int8_search or {}
+    units = search.get("float_units")
+    if not units:
+        return None
+    shares = {r["unit"]: r["mac_share"] for r in search.get("ranking", [])}
+    return (f"{len(units)} unit{'s' if len(units) > 1 else ''} float ({', '.join(units)}; {sum(shares.get(u, 0) for u in units):.1%} of MACs)")
 
 
 def num(value, spec: str, missing: str = "-") -> str:
@@ -26,8 +51,9 @@ def cells(row: Row, random_weights: bool) -> dict:
         status = "ok, latency needs macOS"
     else:
         status = "ok"
-    if row.notes:
-        status += " - " + "; ".join(row.notes)
+    notes = row.notes + ([float_units_note(row)] if float_units_note(row) else [])
+    if notes:
+        status += " - " + "; ".join(notes)
     accuracy_missing = RANDOM_NA if random_weights else "-"
     subset = f" (n={row.n})" if row.n and row.accuracy.get("subset") else ""
     latency_missing = "needs macOS" if row.status == "needs macOS" else "-"
@@ -37,6 +63,7 @@ def cells(row: Row, random_weights: bool) -> dict:
         "top-1": num(row.top1, ".2f", accuracy_missing) + (subset if row.top1 is not None else ""),
         "delta top-1": num(row.delta_top1, "+.2f", accuracy_missing),
         "agreement": num(row.agreement, ".2f", accuracy_missing) + ("%" if row.agreement is not None else ""),
+        "contract": contract_cell(row) if not random_weights else RANDOM_NA,
         "median ms": num(row.median_ms, ".2f", latency_missing),
         "p90 ms": num(row.p90_ms, ".2f", latency_missing),
         "FPS": num(row.fps, ".1f", latency_missing),

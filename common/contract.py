@@ -129,7 +129,7 @@ def judge(contract: Contract, figures: dict, random_weights: bool = False) -> li
     real = figures.get("real_samples") or 0
     if not contract.random_inputs and not real:
         return [f"{contract.name} is judged on real images and there are none: pass --verify-data"]
-    if contract.max_abs_diff is not None and figures["max_abs_diff"] > contract.max_abs_diff:
+    if contract.max_abs_diff is not None and figures.get("max_abs_diff", 0) > contract.max_abs_diff:
         missed.append(f"max|diff| {figures['max_abs_diff']:.3g} (needs <= {contract.max_abs_diff})")
     groups = {"real": figures.get("cosine_p5"), "random": figures.get("cosine_p5_random") if contract.random_inputs else None}
     for group, cosine in groups.items():
@@ -137,7 +137,8 @@ def judge(contract: Contract, figures: dict, random_weights: bool = False) -> li
             missed.append(f"5th-percentile cosine {cosine:.4f} on {group} images (needs >= {contract.min_cosine_p5})")
     if random_weights or not real:
         return missed
-    if contract.min_agreement is not None and figures["agreement_lower95"] < contract.min_agreement:
+    if contract.min_agreement is not None and figures.get("agreement_lower95") is not None \
+            and figures["agreement_lower95"] < contract.min_agreement:
         missed.append(f"top-1 agreement {figures['top1_agreement']:.2%} on {real} real images, 95% lower bound "
                       f"{figures['agreement_lower95']:.2%} (needs >= {contract.min_agreement:.0%}"
                       + (f"; {min_images(contract.min_agreement)} images at least" if real < min_images(contract.min_agreement) else "")

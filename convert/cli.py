@@ -44,6 +44,8 @@ def build_parser(converter: Converter) -> Parser:
                         "accuracy contract instead of searching for units to keep float")
     parser.add_argument("--search-budget", type=int, default=DEFAULTS.search_budget,
                         help=f"int8: most candidate artifacts the search builds (default {DEFAULTS.search_budget})")
+    parser.add_argument("--random-weights", action="store_true", help="the weights are untrained: judge "
+                        "reduced precisions by numerics only (their top-1 decisions are near-ties)")
     parser.add_argument("--verify-data", help="dataset for verification images: fashion-mnist or an image folder "
                         "(default: the checkpoint's dataset)")
     parser.add_argument("--verify-images", type=int, default=DEFAULTS.verify_images,
@@ -63,7 +65,8 @@ def request_from_args(converter: Converter, args) -> ConvertRequest:
         model=args.model, checkpoint=args.checkpoint, imgsz=args.imgsz, batch=args.batch, precision=args.precision,
         compress=getattr(args, "compress", None), calib=args.calib, calib_size=args.calib_size,
         calib_method=getattr(args, "calib_method", None), float_modules=tuple(args.float_modules),
-        search=not args.no_search, search_budget=args.search_budget, verify_data=args.verify_data,
+        search=not args.no_search, search_budget=args.search_budget, random_weights=args.random_weights,
+        verify_data=args.verify_data,
         verify_images=args.verify_images, verify_random=args.verify_random, output=args.output,
         output_dir=args.output_dir, force=args.force, options=options)
 

@@ -76,7 +76,7 @@ class Job:
     @property
     def random_weights(self) -> bool:
         """No trained weights: decisions mean nothing, so reduced precisions are judged by numerics."""
-        return self.checkpoint is None or bool(self.meta.get("random_weights"))
+        return self.request.random_weights or self.checkpoint is None or bool(self.meta.get("random_weights"))
 
     @property
     def images(self) -> VerificationSet:

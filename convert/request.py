@@ -25,6 +25,7 @@ class ConvertRequest:
     float_modules: tuple[str, ...] = ()  # int8: modules kept float
     search: bool = True  # int8: when all-int8 misses the accuracy contract, keep the fewest units float
     search_budget: int = 6  # int8: most artifacts the search may build and judge
+    random_weights: bool = False  # untrained weights: reduced precisions judged by numerics (also from metadata)
     verify_data: str | None = None  # real images that judge the artifact (default: the checkpoint's dataset)
     verify_images: int = 1000  # real images, as many as the data has up to this
     verify_random: int = 8  # noise images, for the numerical checks of fp32/fp16 only

@@ -239,3 +239,22 @@ def test_text_table_aligns_columns():
     from runtime.text_table import text_table
     text = text_table(["op", "ms"], [["Conv", "1.5"], ["Add", "12.25"]], right_from=1)
     assert text.splitlines() == ["op       ms", "----  -----", "Conv    1.5", "Add   12.25"]
+
+
+def test_report_judges_each_row_by_the_accuracy_contract():
+    labels = np.arange(1000) % 10
+    reference = labels.copy()
+    good, bad = reference.copy(), reference.copy()
+    good[:5] = (good[:5] + 1) % 10  # 99.5% agreement
+    bad[:60] = (bad[:60] + 1) % 10  # 94%
+    rows = {}
+    for name, top1 in (("good", good), ("bad", bad)):
+        m = accuracy.summarize(np.stack([top1] * 5, 1), labels, reference)
+        assert m["agreement_lower95"] < m["agreement"]
+        rows[name] = report_measure.Row(label=name, format="ONNX", precision="int8", spec="onnx:int8", runtime="ort",
+                                        **{k: m[k] for k in ("agreement", "agreement_lower95", "drop_upper95", "n")},
+                                        delta_top1=m["delta_top1"])
+    assert report_render.contract_cell(rows["good"]).startswith("holds")
+    assert "misses" in report_render.contract_cell(rows["bad"])
+    rows["good"].int8_search = {"float_units": ["head"], "ranking": [{"unit": "head", "mac_share": 0.01}]}
+    assert "1 unit float (head; 1.0% of MACs)" in report_render.cells(rows["good"], False)["status"]
