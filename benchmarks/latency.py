@@ -290,7 +290,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     parser.add_argument("--no-cuda", action="store_true", help="time checkpoints on CPU only even if a GPU is present")
     parser.add_argument("--omp-wait-policy", default=DEFAULT_OMP_WAIT_POLICY, choices=("PASSIVE", "ACTIVE", "inherit"),
-                        help="OMP_WAIT_POLICY of the workers (PyTorch's OpenMP pool; default PASSIVE, see README)")
+                        help="OMP_WAIT_POLICY of the workers (PyTorch's OpenMP pool; default PASSIVE, see benchmarks/README.md)")
     parser.add_argument("--json", type=Path, help="also write the rows (with every timing) to this JSON file")
     return parser.parse_args(argv)
 

@@ -2,7 +2,7 @@
 
 LayerNorms are exported channels-last as fused ``LayerNormalization`` and GELU as the opset-20
 ``Gelu`` op: ONNX Runtime runs both as single kernels, and its channels-last int8 convs absorb
-the transposes (README, "Quantization").
+the transposes (docs/quantization.md).
 
     python convert/to_onnx.py                                  # the shipped default model
     python convert/to_onnx.py --model shunted_t --checkpoint shunted_t.pth --output t.onnx

@@ -1,6 +1,6 @@
 """ONNX Runtime static QDQ quantization of an exported fp32 model.
 
-Defaults chosen by measurement on the development machine (2-core AMD EPYC VM; README, "Quantization"):
+Defaults chosen by measurement on the development machine (2-core AMD EPYC VM; docs/quantization.md):
 all Conv nodes (depthwise included: leaving them float adds Q/DQ pairs that cost more than they
 save) and the residual Adds (QLinearAdd keeps the residual stream int8), MatMul (attention) left
 float, uint8 activations with int8 per-channel weights in 7 bits (``reduce_range``): on x86 CPUs

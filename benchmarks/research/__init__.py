@@ -1,1 +1,1 @@
-"""Research probes: one-off measurements behind the README's findings (op profiles, the int8 conv floor)."""
+"""Research probes: one-off measurements behind the findings in docs/performance.md (op profiles, the int8 conv floor)."""
