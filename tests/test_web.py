@@ -1,0 +1,423 @@
+"""The browser demo (apps/web.py, apps/web/): the JS preprocessing against data/preprocess.py (node), the
+CLI's errors, export and server headers, and, marked ``browser``, the page in headless Chromium with a fake
+camera and a picked file, checked frame by frame against Python ONNX Runtime on the pixels the page fed."""
+import base64
+import contextlib
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from apps import web, website
+from apps.chromium import chromium_missing, fake_camera, launch
+from apps.webserver import make_server, self_signed_context
+from data.preprocess import fashion_mnist_preprocess, imagenet_preprocess, preprocess_image
+from runtime import load_artifact
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB_CLI = ROOT / "apps" / "web.py"
+TRAINED = ROOT / "weights" / "shunted_nano_fmnist.pt"
+RUNTIME_MISSING = (None if all((website.RUNTIME_DIR / name).is_file() for name in website.RUNTIME_FILES)
+                   else "ONNX Runtime Web is not installed: run scripts/setup.sh (needs npm)")
+BROWSER_MISSING = chromium_missing() or RUNTIME_MISSING
+W, H, FPS, REPEAT = 128, 96, 10, 3  # fake camera: each test image held for REPEAT frames
+CLASSES_SHOWN, MIN_MARGIN = 4, 0.5  # distinct classes on camera; their top-1 lead over the runner-up
+TIMEOUT_MS = 120_000  # a guard against hangs only; nothing waits for a fixed time
+# |page logits - Python's|: float kernels agree closely; ONNX Runtime's x86 int8 kernels and its WASM ones
+# requantize differently (up to 0.02 seen on this model's logits, which span about 5)
+LOGIT_TOLERANCE = {"fp32": 1e-3, "int8": 0.05}
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, Path]:
+    """The shipped (trained, so confident) model's int8 and fp32 ONNX that apps/web.py serves by default:
+    built through the converter API on first use into artifacts/, reused after."""
+    return {p: web.default_artifact(p) for p in web.DEFAULT_PRECISIONS}
+
+
+def browser_test(test):
+    """Marked ``browser``; skipped with the reason when Chromium, Playwright or ONNX Runtime Web is missing."""
+    return pytest.mark.browser(pytest.mark.skipif(bool(BROWSER_MISSING), reason=BROWSER_MISSING or "")(test))
+
+
+def run_cli(*args, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(WEB_CLI), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+# --- the JS preprocessing, bit for bit ---------------------------------------------------------------
+NODE_PREPROCESS = """
+import { preprocess } from './apps/web/preprocess.js';
+let text = '';
+process.stdin.on('data', (d) => (text += d)).on('end', () => {
+  const out = JSON.parse(text).map((c) => Buffer.from(
+    preprocess(Buffer.from(c.rgba, 'base64'), c.width, c.height, c.spec).buffer).toString('base64'));
+  process.stdout.write(JSON.stringify(out));
+});
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_js_preprocessing_equals_python_bit_for_bit():
+    rng = np.random.default_rng(0)
+    cases = [((96, 128), fashion_mnist_preprocess(32)), ((28, 28), fashion_mnist_preprocess(32)),
+             ((480, 640), fashion_mnist_preprocess(32)), ((61, 97), imagenet_preprocess(32)),
+             ((300, 233), imagenet_preprocess(224)), ((33, 31), fashion_mnist_preprocess(28))]  # odd crop offset
+    images = [(rng.integers(0, 256, (h, w, 3)) * 0.4 + np.linspace(0, 150, w)[:, None]).astype(np.uint8)
+              for (h, w), _ in cases]
+    payload = [{"rgba": base64.b64encode(np.dstack([im, np.full(im.shape[:2], 255, np.uint8)]).tobytes()).decode(),
+                "width": im.shape[1], "height": im.shape[0], "spec": spec} for im, (_, spec) in zip(images, cases)]
+    done = subprocess.run(["node", "--input-type=module", "-e", NODE_PREPROCESS], input=json.dumps(payload),
+                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=True)
+    for image, (_, spec), out in zip(images, cases, json.loads(done.stdout)):
+        expected = preprocess_image(image, spec)
+        np.testing.assert_array_equal(np.frombuffer(base64.b64decode(out), np.float32).reshape(expected.shape), expected)
+
+
+# --- command line ------------------------------------------------------------------------------------
+@pytest.fixture
+def busy_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", ["missing", "not onnx", "damaged onnx", "port in use", "export into a full folder"])
+def test_errors_are_one_line_exit_2(case, models, busy_port, tmp_path):
+    if case in ("port in use", "export into a full folder") and RUNTIME_MISSING:
+        pytest.skip(RUNTIME_MISSING)
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(b"not a protobuf")
+    full = tmp_path / "site"
+    full.mkdir()
+    (full / "mine.txt").write_text("keep")
+    args, expected = {
+        "missing": (["--weights", tmp_path / "nope.onnx", "--export", tmp_path / "out"], "not found"),
+        "not onnx": (["--weights", TRAINED, "--export", tmp_path / "out"], "is not an .onnx file"),
+        "damaged onnx": (["--weights", damaged, "--export", tmp_path / "out"], "could not be loaded by ONNX Runtime"),
+        "port in use": (["--weights", models["fp32"], "--port", busy_port], f"port {busy_port} is in use"),
+        "export into a full folder": (["--weights", models["fp32"], "--export", full], "--force"),
+    }[case]
+    done = run_cli(*args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], done.stderr
+    assert (full / "mine.txt").read_text() == "keep" and sorted(p.name for p in full.iterdir()) == ["mine.txt"]
+
+
+@pytest.fixture
+def fake_runtime(tmp_path, monkeypatch):
+    """Stand-in ONNX Runtime Web files, so export and serving are testable without npm."""
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    for name in website.RUNTIME_FILES:
+        (folder / name).write_bytes(name.encode())
+    monkeypatch.setattr(website, "RUNTIME_DIR", folder)
+    return folder
+
+
+def test_export_writes_a_self_contained_site(models, fake_runtime, tmp_path, capsys):
+    site = tmp_path / "site"
+    assert web.main(["--weights", str(models["int8"]), str(models["fp32"]), "--export", str(site)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {site}")
+    listing = json.loads((site / "models.json").read_text())
+    assert [(m["name"], m["precision"]) for m in listing] == [(models["int8"].name, "int8"), (models["fp32"].name, "fp32")]
+    for entry in listing:
+        source = models[entry["precision"]]
+        assert (site / entry["url"]).read_bytes() == source.read_bytes()
+        assert json.loads((site / entry["manifest"]).read_text()) == json.loads(Path(f"{source}.json").read_text())
+    for name in [*website.PAGE_FILES, *(f"ort/{n}" for n in website.RUNTIME_FILES), "_headers"]:
+        assert (site / name).is_file(), name
+    assert "Cross-Origin-Embedder-Policy: require-corp" in (site / "_headers").read_text()
+    (site / "mine.txt").write_text("keep")
+    assert web.main(["--weights", str(models["fp32"]), "--export", str(site), "--force"]) == 0
+    assert [m["name"] for m in json.loads((site / "models.json").read_text())] == [models["fp32"].name]
+    assert not (site / "models" / models["int8"].name).exists() and (site / "mine.txt").read_text() == "keep"
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_bare_onnx_gets_its_manifest_from_the_embedded_metadata(models, tmp_path):
+    bare = tmp_path / "bare.onnx"
+    shutil.copyfile(models["fp32"], bare)
+    manifest = website.web_model(bare).manifest
+    assert manifest["precision"] == "fp32" and manifest["model"]["input_size"] == 32
+    assert manifest["model"]["labels"][9] == "Ankle boot"
+
+
+def serve_in_thread(server):
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("https", [False, True])
+def test_server_sends_isolation_headers_and_types(https, models, fake_runtime):
+    if https and shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    files = website.site_files([website.web_model(models["int8"])])
+    server = make_server(files, "127.0.0.1", 0, self_signed_context(["localhost", "127.0.0.1"]) if https else None)
+    serve_in_thread(server)
+    base = f"{'https' if https else 'http'}://127.0.0.1:{server.server_address[1]}/"
+    unverified = ssl._create_unverified_context() if https else None  # the certificate is self-signed
+    try:
+        for path, mime in [("", "text/html"), ("app.js", "text/javascript"), ("models.json", "application/json"),
+                           ("ort/ort-wasm-simd-threaded.jsep.wasm", "application/wasm"),
+                           ("ort/ort-wasm-simd-threaded.jsep.mjs", "text/javascript")]:
+            with urllib.request.urlopen(base + path, context=unverified) as response:
+                assert response.headers["Content-Type"].startswith(mime), path
+                assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+                assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+                body = response.read()
+                assert body == (files[path or "index.html"].read_bytes() if isinstance(files[path or "index.html"], Path)
+                                else files[path])
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(base + "../weights/shunted_nano_fmnist.pt", context=unverified)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_default_artifact_is_reused_or_built_with_the_converter_api(tmp_path, monkeypatch):
+    import convert.api
+    from model import file_sha256
+    monkeypatch.setattr(web, "ARTIFACTS_DIR", tmp_path)
+    requests = []
+    monkeypatch.setattr(convert.api, "convert", lambda fmt, request: requests.append((fmt, request))
+                        or convert.api.Manifest(path=str(request.output)))
+    path = web.default_artifact("int8")
+    assert path == tmp_path / "shunted_nano_fmnist_32_int8.onnx"
+    assert [(fmt, r.precision, r.output, r.checkpoint) for fmt, r in requests] == [("onnx", "int8", path, None)]
+    path.write_bytes(b"onnx")
+    Path(f"{path}.json").write_text(json.dumps({"model": {"checkpoint_sha256": file_sha256(TRAINED)}}))
+    assert web.default_artifact("int8") == path and len(requests) == 1  # reused: same weights
+    Path(f"{path}.json").write_text(json.dumps({"model": {"checkpoint_sha256": "other weights"}}))
+    assert web.default_artifact("int8") == path and len(requests) == 2 and requests[1][1].force
+
+
+# --- in the browser ----------------------------------------------------------------------------------
+def camera_frame(image: np.ndarray) -> np.ndarray:
+    """A 28x28 Fashion-MNIST image enlarged into the middle of a W x H grey frame."""
+    frame = np.zeros((H, W), np.uint8)
+    frame[:, (W - H) // 2:(W + H) // 2] = cv2.resize(image, (H, H), interpolation=cv2.INTER_NEAREST)
+    return frame
+
+
+def write_y4m(path: Path, frames: list[np.ndarray]) -> Path:
+    """Uncompressed 4:2:0 video: grey frames as studio-range luma, neutral chroma."""
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{W} H{H} F{FPS}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            luma = np.round(16 + frame.astype(np.float32) * 219 / 255).astype(np.uint8)
+            f.write(b"FRAME\n" + luma.tobytes() + bytes([128]) * (W * H // 2))
+    return path
+
+
+def decode(b64: str, dtype) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(b64), dtype)
+
+
+class PythonOnnx:
+    """Python ONNX Runtime on what the page reports it fed: the expected input and logits of a sample."""
+
+    def __init__(self, models: dict[str, Path]):
+        self.runners = {p: load_artifact(path, threads=1) for p, path in models.items()}
+
+    def check(self, sample: dict) -> str:
+        """Assert the page's input and logits are Python's for the page's frame; returns the top-1 label."""
+        runner = self.runners[sample["result"]["precision"]]
+        pixels = decode(sample["pixels"], np.uint8).reshape(sample["height"], sample["width"], 4)[..., :3]
+        expected = preprocess_image(pixels, runner.meta["preprocess"])
+        np.testing.assert_array_equal(decode(sample["input"], np.float32).reshape(expected.shape), expected)
+        logits = runner.run(expected[None])[0]
+        tolerance = LOGIT_TOLERANCE[runner.precision]
+        np.testing.assert_allclose(decode(sample["logits"], np.float32), logits, atol=tolerance)
+        label = runner.labels[int(np.argmax(logits))]
+        if logits.max() - np.sort(logits)[-2] > 2 * tolerance:  # closer than that, either label may win
+            assert sample["result"]["top1"] == label, (sample["result"], label)
+        return label
+
+
+@pytest.fixture(scope="module")
+def shown(models):
+    """The test images: CLASSES_SHOWN classes, each its first test image that both models put first by
+    more than MIN_MARGIN probability on the camera frame (so the codec's rounding cannot flip it)."""
+    from data.fashion_mnist import load_fashion_mnist
+    images, labels = load_fashion_mnist(None, "test")
+    runners = PythonOnnx(models).runners
+    chosen: dict[int, np.ndarray] = {}
+    for image, label in zip(images, labels):
+        if label in chosen:
+            continue
+        frame = camera_frame(image)
+        ok = True
+        for runner in runners.values():
+            logits = runner.run(preprocess_image(frame, runner.meta["preprocess"])[None])[0]
+            probs = np.exp(logits - logits.max())
+            first, second = np.sort(probs / probs.sum())[::-1][:2]
+            ok &= int(np.argmax(logits)) == label and first - second > MIN_MARGIN
+        if ok:
+            chosen[int(label)] = image
+        if len(chosen) == CLASSES_SHOWN:
+            return chosen
+    pytest.fail("not enough confidently classified test images")
+
+
+@pytest.fixture(scope="module")
+def chromium(shown, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+    frames = [camera_frame(image) for image in shown.values() for _ in range(REPEAT)]
+    y4m = write_y4m(tmp_path_factory.mktemp("camera") / "fmnist.y4m", frames)
+    with sync_playwright() as playwright:
+        browser = launch(playwright, fake_camera(y4m))
+        yield browser
+        browser.close()
+
+
+class QuietStatic(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+@contextlib.contextmanager
+def static_server(folder: Path):
+    """``folder`` behind a plain static server (no isolation headers: the page gets one WASM thread)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietStatic, directory=str(folder)))
+    serve_in_thread(server)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def static_site(models, tmp_path_factory) -> Path:
+    site = tmp_path_factory.mktemp("export") / "site"
+    assert web.main(["--weights", str(models["int8"]), str(models["fp32"]), "--export", str(site)]) == 0
+    return site
+
+
+SAMPLE_JS = """(known) => {  // the latest run, if not among ``known`` frames, its arrays as base64 bytes
+  const r = window.lastRun;
+  if (!r || known.includes(r.result.frames)) return null;
+  const b64 = (a) => { const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength); let s = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(s); };
+  return { width: r.frame.width, height: r.frame.height, pixels: b64(r.frame.data), input: b64(r.input),
+           logits: b64(r.logits), result: r.result };
+}"""
+
+
+def result(page) -> dict:
+    return json.loads(page.text_content("#result") or "{}")
+
+
+def samples(page, until, python: PythonOnnx) -> list[str]:
+    """Check every new result against Python until ``until(labels)``; returns the page's top-1 labels."""
+    labels, seen = [], []
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not until(labels):
+        assert time.monotonic() < deadline, f"page stalled after {labels}: {page.text_content('#status')}"
+        sample = page.evaluate(SAMPLE_JS, seen)
+        if sample:
+            seen.append(sample["result"]["frames"])
+            labels.append(python.check(sample))
+            assert sample["result"]["top1"] == labels[-1]
+        page.wait_for_timeout(20)
+    return labels
+
+
+def wait_for_result(page, condition: str) -> dict:
+    page.wait_for_function(f"(() => {{ const t = document.getElementById('result').textContent;"
+                           f" if (!t) return false; const r = JSON.parse(t); return {condition}; }})()",
+                           timeout=TIMEOUT_MS)
+    return result(page)
+
+
+def overlay_drawn(png: bytes) -> bool:
+    """The overlay's green probability bars are in the top-left corner of the view."""
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    bars = np.all(np.abs(image.astype(int) - (70, 150, 40)) < 30, axis=2)  # BGR of the bar colour
+    ys, xs = np.nonzero(bars)
+    return bars.mean() > 0.005 and ys.max() < image.shape[0] / 3 and xs.max() < image.shape[1] / 2
+
+
+@browser_test
+def test_exported_site_classifies_camera_and_files_like_python(chromium, static_site, models, shown, tmp_path):
+    with static_server(static_site) as url:
+        check_exported_site(chromium, url, PythonOnnx(models), shown, tmp_path)
+
+
+def check_exported_site(chromium, url, python, shown, tmp_path):
+    expected = {python.runners["int8"].labels[label] for label in shown}
+    page = chromium.new_page()
+    page.goto(url)
+    first = wait_for_result(page, "r.top1 !== undefined")
+    assert first["backend"] == "wasm" and first["threads"] == 1 and first["precision"] == "int8"  # not isolated
+    assert first["source"] == "camera" and set(first) >= {"top1", "prob", "ms", "backend", "frames"}
+    assert set(samples(page, lambda labels: set(labels) >= expected, python)) <= expected
+
+    assert overlay_drawn(page.locator("#view").screenshot())
+    status = page.text_content("#status")
+    assert "int8 on wasm 1 thread" in status and "camera" in status
+
+    page.select_option("#model", python.runners["fp32"].path.name)
+    wait_for_result(page, "r.precision === 'fp32'")
+    assert set(samples(page, lambda labels: set(labels) >= expected, python)) <= expected
+
+    label, image = next(iter(shown.items()))
+    picture = tmp_path / "item.png"
+    cv2.imwrite(str(picture), cv2.resize(image, (84, 84), interpolation=cv2.INTER_NEAREST))
+    page.set_input_files("#file", str(picture))
+    picked = wait_for_result(page, "r.source === 'item.png'")
+    assert picked["top1"] == python.runners["fp32"].labels[label]
+    assert samples(page, lambda labels: len(labels) == 1, python) == [picked["top1"]]
+    page.close()
+
+
+@browser_test
+def test_live_server_is_isolated_and_runs_wasm_threads(chromium, models):
+    server = subprocess.Popen([sys.executable, str(WEB_CLI), "--weights", str(models["fp32"]), "--port", "0"],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("serving http://localhost:"), line
+        page = chromium.new_page()
+        page.goto(line.split()[1])
+        first = wait_for_result(page, "r.top1 !== undefined")
+        assert page.evaluate("crossOriginIsolated")
+        assert first["threads"] == min(page.evaluate("navigator.hardwareConcurrency"), 4)
+        samples(page, lambda labels: len(labels) >= 3, PythonOnnx(models))
+        page.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@browser_test
+def test_missing_model_shows_an_error_on_the_page(chromium, static_site, models, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(static_site, broken)
+    (broken / "models" / models["int8"].name).unlink()
+    with static_server(broken) as url:
+        page = chromium.new_page()
+        page.goto(url)
+        page.wait_for_selector("#status.error", timeout=TIMEOUT_MS)
+        status = page.locator("#status")
+        assert status.is_visible()
+        assert f"models/{models['int8'].name}" in status.text_content() and "404" in status.text_content()
+        assert result(page)["error"] in status.text_content()
+        page.close()
