@@ -39,7 +39,7 @@ def default_artifact(precision: str) -> Path:
         manifest = None
     if manifest and manifest["model"].get("checkpoint_sha256") == file_sha256(SHIPPED_CHECKPOINT):
         return path
-    print(f"building {path} from {SHIPPED_CHECKPOINT.name} (first use, about a minute)", file=sys.stderr)
+    print(f"building {path} from {SHIPPED_CHECKPOINT.name} (first use: a minute or more)", file=sys.stderr)
     try:
         return convert("onnx", ConvertRequest(precision=precision, output=path, force=True)).path
     except VerificationFailed as err:
