@@ -28,7 +28,7 @@ from dataclasses import dataclass  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.latency import CHECKPOINT_SUFFIXES, COREML_SUFFIXES, DEFAULT_OMP_WAIT_POLICY  # noqa: E402
-from common.contract import drop_upper, wilson_lower  # noqa: E402
+from common.contract import drop_bounds, wilson_lower  # noqa: E402
 from runtime.machine import physical_cores  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
@@ -62,7 +62,7 @@ def summarize(top5: np.ndarray, labels: np.ndarray, reference_top1: np.ndarray |
         out["reference_top1"] = float(100.0 * (reference_top1 == labels).mean())
         out["delta_top1"] = out["top1"] - out["reference_top1"]
         out["agreement_lower95"] = float(100.0 * wilson_lower(int(agree.sum()), len(labels)))
-        out["drop_upper95"] = drop_upper(reference_top1 == labels, top5[:, 0] == labels)
+        out["drop_lower95"] = drop_bounds(reference_top1 == labels, top5[:, 0] == labels)[0]
     return out
 
 

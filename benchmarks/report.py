@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-cuda", action="store_true", help="no PyTorch CUDA row even if a GPU is present")
     parser.add_argument("--omp-wait-policy", default=DEFAULT_OMP_WAIT_POLICY, choices=("PASSIVE", "ACTIVE", "inherit"),
                         help="OMP_WAIT_POLICY of the latency workers (default PASSIVE, see benchmarks/README.md)")
+    parser.add_argument("--web", action="store_true", help="also time the ONNX artifacts in headless Chromium "
+                        "(ONNX Runtime Web, WASM; benchmarks/web_latency.py): this machine's browser, not a phone")
     args = parser.parse_args(argv)
     for name, low in (("runs", 1), ("warmup", 0), ("rounds", 1), ("batch", 1), ("coreml_limit", 0)):
         if getattr(args, name) < low:
@@ -129,10 +131,19 @@ def run_report(args: argparse.Namespace) -> None:
     omp = None if args.omp_wait_policy == "inherit" else args.omp_wait_policy
     latencies = latency.measure([t for t, _ in targets], runs=args.runs, warmup=args.warmup, rounds=args.rounds,
                                 threads=threads, batch=args.batch, omp_wait_policy=omp)
+    web = []  # the ONNX artifacts again, timed in the page
+    if args.web:
+        from benchmarks.web_latency import measure_web
+        onnx = [job for job in built if job.format == "onnx"]
+        web = [((latency.Target(job.path, label=f"{job.label} in Chromium"), job), row) for job, row in
+               zip(onnx, measure_web([job.path for job in onnx], args.runs, args.warmup, args.rounds, threads))]
     phases["latency_s"] = round(time.perf_counter() - t0, 1)
 
     installed = versions()
-    rows = make_rows(jobs, list(zip(targets, latencies)), weights, accuracy, installed)
+    rows = make_rows(jobs, list(zip(targets, latencies)) + web, weights, accuracy, installed)
+    engines = {target.label: row["runtime"] for (target, _), row in web}
+    for row in rows:
+        row.runtime = engines.get(row.label, row.runtime)
     meta = weights.meta
     header = {
         "created": started.isoformat(timespec="seconds"), "run_dir": str(run_dir),

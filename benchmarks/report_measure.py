@@ -47,7 +47,7 @@ class Row:
     delta_top1: float | None = None
     agreement: float | None = None
     agreement_lower95: float | None = None
-    drop_upper95: float | None = None
+    drop_lower95: float | None = None
     n: int | None = None
     latency: dict | None = None
     times_ms: list[float] | None = None
@@ -147,7 +147,7 @@ def make_row(target: Target | None, job: Job | None, latency: dict | None, base:
         elif row.accuracy.get("note") and not row.accuracy.get("subset"):  # a subset shows as (n=...) in top-1
             row.notes.append(row.accuracy["note"])
         if row.accuracy.get("status") == "ok":
-            for key in ("top1", "top5", "delta_top1", "agreement", "agreement_lower95", "drop_upper95", "n"):
+            for key in ("top1", "top5", "delta_top1", "agreement", "agreement_lower95", "drop_lower95", "n"):
                 setattr(row, key, row.accuracy.get(key))
     if job is None and row.top1 is not None:
         row.delta_top1 = 0.0

@@ -22,7 +22,7 @@ def contract_cell(row: Row) -> str:
         return "-"
     figures = {"real_samples": row.n, "top1_agreement": row.agreement / 100,
                "agreement_lower95": row.agreement_lower95 / 100, "delta_top1_points": row.delta_top1,
-               "drop_upper95_points": row.drop_upper95}
+               "drop_lower95_points": row.drop_lower95}
     precision, _, compress = row.spec.partition(":")[2].partition("+")
     missed = judge(contract_for(compress or precision), figures)
     verdict = "holds" if not missed else "misses: " + "; ".join(missed)

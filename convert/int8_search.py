@@ -34,7 +34,7 @@ def rank_units(job) -> list:
 
 
 def summary(figures: dict) -> dict:
-    keys = ("top1_agreement", "agreement_lower95", "cosine_p5", "delta_top1_points", "drop_upper95_points", "missed")
+    keys = ("top1_agreement", "agreement_lower95", "cosine_p5", "delta_top1_points", "drop_lower95_points", "missed")
     return {k: (round(figures[k], 5) if isinstance(figures.get(k), float) else figures.get(k)) for k in keys}
 
 

@@ -252,7 +252,7 @@ def test_report_judges_each_row_by_the_accuracy_contract():
         m = accuracy.summarize(np.stack([top1] * 5, 1), labels, reference)
         assert m["agreement_lower95"] < m["agreement"]
         rows[name] = report_measure.Row(label=name, format="ONNX", precision="int8", spec="onnx:int8", runtime="ort",
-                                        **{k: m[k] for k in ("agreement", "agreement_lower95", "drop_upper95", "n")},
+                                        **{k: m[k] for k in ("agreement", "agreement_lower95", "drop_lower95", "n")},
                                         delta_top1=m["delta_top1"])
     assert report_render.contract_cell(rows["good"]).startswith("holds")
     assert "misses" in report_render.contract_cell(rows["bad"])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from common.contract import CONTRACTS, contract_for, drop_upper, judge, measure, min_images, wilson_lower
+from common.contract import CONTRACTS, contract_for, drop_bounds, judge, measure, min_images, wilson_lower
 
 
 def test_wilson_bound_matches_known_values_and_tightens_with_more_images():
@@ -48,12 +48,19 @@ def test_distribution_statistic_does_not_get_stricter_with_more_images():
     assert worst[-1] < worst[0]
 
 
-def test_paired_drop_bound():
+def test_paired_drop_bounds_fail_only_a_drop_shown_to_exceed_the_budget():
     right = np.ones(1000, bool)
-    assert drop_upper(right, right) < 0.3  # no discordant pair: bound near zero, from the continuity term
+    lower, upper = drop_bounds(right, right)
+    assert lower < 0 < upper < 0.3  # no discordant pair: near zero, from the continuity term
     cand = right.copy()
     cand[:20] = False  # 2 points lost
-    assert 2.0 < drop_upper(right, cand) < 3.5
+    lower, upper = drop_bounds(right, cand)
+    assert 1.0 < lower < 2.0 < upper < 3.5
+    small_ref, small_cand = np.ones(240, bool), np.ones(240, bool)
+    small_cand[:3] = False  # 1.25 points lost on a small folder: not shown to exceed 1 point
+    f = measure(np.eye(10)[np.zeros(240, int)], np.eye(10)[np.zeros(240, int)], 240)
+    f.update(delta_top1_points=-1.25, drop_lower95_points=drop_bounds(small_ref, small_cand)[0])
+    assert judge(contract_for("int8"), f) == []
 
 
 def test_judge_int8_needs_real_images_and_ignores_noise_inputs():
