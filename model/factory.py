@@ -108,7 +108,8 @@ def create_model(name: str | None = None, num_classes: int | None = None, checkp
         load_state(model, checkpoint, source, skip=skip)
     preprocess = meta.get("preprocess") if meta.get("input_size") == img_size else None
     dataset = meta.get("dataset") if keep_labels is not None else None  # a new head means new data
+    untrained = bool(meta.get("random_weights")) and keep_labels is meta.get("labels")  # trained once fine-tuned
     model.meta = make_meta(name, classes, img_size, labels=labels or keep_labels, preprocess=preprocess,
                            source=str(Path(checkpoint_path).name) if checkpoint_path else None,
-                           **({"dataset": dataset} if dataset else {}))
+                           **({"dataset": dataset} if dataset else {}), **({"random_weights": True} if untrained else {}))
     return model

@@ -59,7 +59,7 @@ def test_onnx_matches_pytorch_in_onnxruntime(checkpoint, tmp_path):
     assert (got.argmax(1) == want.argmax(1)).all()
     manifest = json.loads((tmp_path / "m.onnx.json").read_text())
     assert manifest["verification"]["status"] == "passed"
-    assert manifest["verification"]["real_samples"] in (0, 32)
+    assert manifest["verification"]["real_samples"] in (0, 1000)
     assert manifest["model"]["labels"] == FASHION_MNIST_CLASSES and len(manifest["sha256"]) == 64
 
 

@@ -12,7 +12,7 @@ from data import DataError, fashion_mnist_preprocess
 from model import create_model
 from quantize.calibration import calibration_batch
 from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
-from quantize.sensitivity import Study, units
+from quantize.sensitivity import Study, too_small, units
 
 META = {"preprocess": fashion_mnist_preprocess(32), "input_size": 32}
 
@@ -63,7 +63,7 @@ def test_float_modules_and_norms_stay_float():
 def test_sensitivity_ranks_every_unit_and_mixed_precision_meets_the_contract():
     rng = np.random.default_rng(0)
     model = create_model("shunted_nano", num_classes=10, img_size=32, depths=(1, 1, 1, 1)).eval()
-    images = rng.standard_normal((24, 3, 32, 32)).astype(np.float32)
+    images = rng.standard_normal((96, 3, 32, 32)).astype(np.float32)  # >= the 88 the int8 contract needs
     study = Study(model, rng.standard_normal((20, 3, 32, 32)).astype(np.float32), images)
     none, every = study.logits([]), study.logits(study.units)
     np.testing.assert_allclose(none, study.reference, atol=1e-5)  # nothing quantized: the fp32 model
@@ -74,6 +74,7 @@ def test_sensitivity_ranks_every_unit_and_mixed_precision_meets_the_contract():
     assert [r.priority for r in rows] == sorted((r.priority for r in rows), reverse=True)
     result = study.mixed_precision(rows)
     assert result["holds"]  # at worst every unit float, which is the fp32 model
+    assert too_small(96) is None and "only 24 held-out images" in too_small(24)
 
 
 @pytest.mark.slow
