@@ -11,25 +11,10 @@ import numpy as np
 
 from apps import AppError
 from apps.sources import Frame, Source
+from common.outputs import check_output, create_parents, publish, temporary_path
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 DEFAULT_FPS = 30.0  # for cameras and streams that do not report their rate
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-
-
-def _check_free(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise AppError(f"{path} already exists; pass --force to overwrite it or choose another --output")
-
-
-def _make_parent(path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise AppError(f"cannot create folder {path.parent}: {err.strerror}") from None
 
 
 class VideoSink:
@@ -40,13 +25,13 @@ class VideoSink:
             raise AppError(f"--output {path} must end in .mp4 or .avi for a video or camera source")
         if path.is_dir():
             raise AppError(f"--output {path} is a folder; pass a video file name (.mp4 or .avi)")
-        _check_free(path, force)
-        self.path, self.fps, self.tmp = path, fps or DEFAULT_FPS, _temporary(path)
+        check_output(path, force)
+        self.path, self.fps, self.force, self.tmp = path, fps or DEFAULT_FPS, force, temporary_path(path)
         self.writer, self.size, self.count = None, None, 0
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
         if self.writer is None:
-            _make_parent(self.path)
+            create_parents(self.path)
             self.size = (image.shape[1], image.shape[0])
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
             self.writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, self.size)
@@ -62,7 +47,10 @@ class VideoSink:
         if self.writer is None:
             return None
         self.writer.release()
-        os.replace(self.tmp, self.path)
+        try:
+            publish(self.tmp, self.path, self.force)
+        finally:
+            self.tmp.unlink(missing_ok=True)
         return self.path
 
     def discard(self) -> None:
@@ -77,12 +65,12 @@ class ImageSink:
     def __init__(self, path: Path, force: bool):
         if path.suffix.lower() in VIDEO_CODECS or (path.exists() and not path.is_dir()):
             raise AppError(f"--output {path}: image sources write a folder of images; pass a folder name")
-        _check_free(path, force)
-        self.path, self.tmp, self.count = path, _temporary(path), 0
+        check_output(path, force, replaceable=Path.is_dir)  # --force writes into it, same names replaced
+        self.path, self.tmp, self.count = path, temporary_path(path), 0
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
         if self.count == 0:
-            _make_parent(self.tmp)
+            create_parents(self.path)
             self.tmp.mkdir(exist_ok=True)
         name = frame.name if cv2.haveImageWriter(frame.name) else Path(frame.name).stem + ".png"
         if not cv2.imwrite(str(self.tmp / name), image):
@@ -94,7 +82,7 @@ class ImageSink:
         if self.count == 0:
             return None
         if not self.path.exists():
-            os.replace(self.tmp, self.path)
+            publish(self.tmp, self.path, force=False)
             return self.path
         for file in self.tmp.iterdir():
             os.replace(file, self.path / file.name)

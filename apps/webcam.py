@@ -17,6 +17,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from apps import AppError  # noqa: E402  (after the sys.path line above)
+from common.cli import Parser, run_cli  # noqa: E402
 from common.defaults import SHIPPED_CHECKPOINT  # noqa: E402
 from apps.classifier import Classifier, Prediction, open_classifier  # noqa: E402
 from apps.outputs import ImageSink, VideoSink, open_sink  # noqa: E402
@@ -36,8 +37,8 @@ def positive(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Classify camera, stream, video or image frames with a shunted-edge "
-                                "model and show (or write) them annotated.")
+    p = Parser(description="Classify camera, stream, video or image frames with a shunted-edge "
+               "model and show (or write) them annotated.")
     p.add_argument("--source", default="0", help="camera index (default 0), video file, image, folder of "
                    "images or stream URL (rtsp://, http://)")
     p.add_argument("--weights", type=Path, default=SHIPPED_CHECKPOINT, help="artifact: .pt/.pth/.safetensors "
@@ -121,16 +122,16 @@ def run(args: argparse.Namespace) -> int:
         raise
     try:
         summary = classify(source, classifier, out, args)
+        summary["runtime"] = classifier.runtime
+        if isinstance(out, Window):
+            out.close()
+        else:
+            written = out.close()
+            summary["output"] = str(written) if written else None
     except BaseException:
         if not isinstance(out, Window):
             out.discard()
         raise
-    summary["runtime"] = classifier.runtime
-    if isinstance(out, Window):
-        out.close()
-    else:
-        written = out.close()
-        summary["output"] = str(written) if written else None
     print_summary(summary, args.json)
     return 0
 
@@ -138,13 +139,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_third_party()
-    try:
-        return run(args)
-    except AppError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":

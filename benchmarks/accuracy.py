@@ -27,8 +27,10 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.latency import CHECKPOINT_SUFFIXES, COREML_SUFFIXES, DEFAULT_OMP_WAIT_POLICY  # noqa: E402
+from benchmarks.latency import CHECKPOINT_SUFFIXES, COREML_SUFFIXES, DEFAULT_OMP_WAIT_POLICY, failures  # noqa: E402
+from common.cli import Parser, run_cli  # noqa: E402
 from common.contract import drop_bounds, wilson_lower  # noqa: E402
+from common.outputs import check_output, write_output  # noqa: E402
 from runtime.machine import physical_cores  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
@@ -157,13 +159,15 @@ def reference_results(checkpoint: str | Path, eval_set: EvalSet, batch_size: int
 
     model = create_model(checkpoint_path=checkpoint).eval()
     if eval_set.classes and len(eval_set.classes) > model.num_classes:
-        raise ValueError(f"{eval_set.data} has {len(eval_set.classes)} classes but {Path(checkpoint).name} predicts "
-                         f"{model.num_classes}; evaluate it on data with its own classes")
+        from data import DataError
+        raise DataError(f"{eval_set.data} has {len(eval_set.classes)} classes but {Path(checkpoint).name} predicts "
+                        f"{model.num_classes}; evaluate it on data with its own classes")
     labels = (model.meta or {}).get("labels")
     if eval_set.classes and labels and list(eval_set.classes) != list(labels)[:len(eval_set.classes)]:
         print(f"warning: dataset classes {eval_set.classes[:3]}... differ from the model's labels {labels[:3]}...; "
               f"class indices are compared as they are", file=sys.stderr)
-    bar = tqdm(total=len(eval_set), desc="accuracy: PyTorch fp32 reference", unit="img", disable=not progress)
+    bar = tqdm(total=len(eval_set), desc="accuracy: PyTorch fp32 reference", unit="img",
+               disable=None if progress else True)
 
     class Recorder(torch.nn.Module):
         """The model, unchanged, keeping each batch's top-5 (evaluate's loader keeps dataset order)."""
@@ -234,7 +238,7 @@ def measure_accuracy(artifact: str | Path, eval_set: EvalSet, reference: Referen
         row["note"] = EVALUATOR_NOTE.format(n=stop)
     start = time.perf_counter()
     top5 = []
-    with tqdm(total=stop, desc=f"accuracy: {artifact.name}", unit="img", disable=not progress) as bar:
+    with tqdm(total=stop, desc=f"accuracy: {artifact.name}", unit="img", disable=None if progress else True) as bar:
         for x in eval_set.batches(batch_size, stop):
             top5.append(topk_predictions(runner.run(x)))
             bar.update(len(x))
@@ -262,10 +266,10 @@ def reference_for(artifact: Path) -> Path | None:
 def artifact_spec(artifact: Path) -> dict:
     """The preprocessing an artifact expects (its manifest, or the checkpoint's metadata)."""
     from model import create_model
-    from runtime import ArtifactError, read_manifest
+    from runtime import ArtifactError, checked_manifest
     if artifact.suffix.lower() in CHECKPOINT_SUFFIXES:
         return create_model(checkpoint_path=artifact).meta["preprocess"]
-    manifest = read_manifest(artifact)
+    manifest = checked_manifest(artifact)
     if manifest is None:
         if artifact.suffix.lower() == ".onnx":
             from runtime import load_artifact
@@ -280,7 +284,7 @@ def fmt(value, spec: str = ".2f", missing: str = "-") -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Top-1/top-5 of artifacts and agreement with the fp32 PyTorch model.")
+    parser = Parser(description="Top-1/top-5 of artifacts and agreement with the fp32 PyTorch model.")
     parser.add_argument("artifacts", nargs="+", type=Path, help=".pt/.safetensors, .onnx, .pte or .mlpackage")
     parser.add_argument("--reference", type=Path, help="fp32 checkpoint to compare with (default: the checkpoint "
                         "named in the artifact's manifest, when it is present with the same sha256)")
@@ -294,30 +298,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64, help="images per runner call (default 64)")
     parser.add_argument("--threads", type=int, help=f"runtime threads (default: physical cores, {physical_cores()})")
     parser.add_argument("--json", type=Path, help="write the rows to this JSON file")
-    return parser.parse_args(argv)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    args = parser.parse_args(argv)
+    for name, low in (("limit", 1), ("coreml_limit", 0), ("batch_size", 1), ("threads", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < low:
+            parser.error(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
+    return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    # PyTorch's OpenMP pool spin-waits by default, 5x slower on a shared machine (see latency.py);
-    # set before torch is imported, unless the caller chose a policy
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)
-    args = parse_args(argv)
+def evaluate_rows(args: argparse.Namespace) -> list[dict]:
+    """One row per artifact; an artifact that fails is a row with its error (``user_error``: an unusable one)."""
+    from common.errors import UserError
     from data import DataError
-    from model import CheckpointError
-    from runtime import ArtifactError
-    from runtime.quiet import quiet_third_party
-    quiet_third_party()
     rows, sets, refs = [], {}, {}
     for artifact in args.artifacts:
-        row = {"artifact": str(artifact)}
+        row = {"artifact": str(artifact), "label": artifact.name}
         try:
-            if not artifact.exists():
-                raise ArtifactError(f"{artifact} not found")
             spec = artifact_spec(artifact)
             key = json.dumps(spec, sort_keys=True)
             if key not in sets:
-                sets[key] = EvalSet(args.data, args.split, spec, args.limit)
+                sets[key] = EvalSet(args.data, args.split, spec, args.limit)  # bad data: the run fails, no row
             eval_set = sets[key]
             ref_path = args.reference or reference_for(artifact)
             reference = None
@@ -326,21 +326,44 @@ def main(argv: list[str] | None = None) -> int:
                 if ref_key not in refs:
                     refs[ref_key] = reference_results(ref_path, eval_set, args.batch_size)
                 reference = refs[ref_key]
-            row = measure_accuracy(artifact, eval_set, reference, args.batch_size, args.threads,
-                                   args.coreml_limit or None)
+            row.update(measure_accuracy(artifact, eval_set, reference, args.batch_size, args.threads,
+                                        args.coreml_limit or None))
             if reference is None:
                 row["note"] = ((row.get("note") or "") + "; no fp32 reference: pass --reference").lstrip("; ")
-        except (ArtifactError, CheckpointError, DataError, ValueError, OSError, RuntimeError) as err:
-            row.update(status="error", error=f"{type(err).__name__}: {err}")
+        except DataError:
+            raise
+        except (UserError, ValueError, OSError, RuntimeError) as err:
+            user = isinstance(err, UserError)
+            row.update(status="error", user_error=user, error=str(err) if user else f"{type(err).__name__}: {err}")
         rows.append(row)
-    header = ["artifact", "status", "n", "top-1 %", "top-5 %", "agreement %", "delta top-1", "note"]
-    lines = [[Path(r["artifact"]).name, r["status"] if r["status"] != "error" else f"error: {r['error'][:90]}",
-              fmt(r.get("n"), "d"), fmt(r.get("top1")), fmt(r.get("top5")), fmt(r.get("agreement")),
-              fmt(r.get("delta_top1"), "+.2f"), r.get("note") or ""] for r in rows]
-    print(text_table(header, lines))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2, default=str) + "\n")
-    return 0 if all(r["status"] in ("ok", "needs macOS") for r in rows) else 1
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    # PyTorch's OpenMP pool spin-waits by default, 5x slower on a shared machine (see latency.py);
+    # set before torch is imported, unless the caller chose a policy
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)
+    args = parse_args(argv)
+    from runtime import check_artifact
+    from runtime.quiet import quiet_third_party
+    quiet_third_party()
+
+    def run() -> int:
+        for artifact in args.artifacts:
+            check_artifact(artifact)
+        if args.json:
+            check_output(args.json, args.force, "--json")
+        rows = evaluate_rows(args)
+        header = ["artifact", "status", "n", "top-1 %", "top-5 %", "agreement %", "delta top-1", "note"]
+        lines = [[Path(r["artifact"]).name, r["status"] if r["status"] != "error" else f"error: {r['error'][:90]}",
+                  fmt(r.get("n"), "d"), fmt(r.get("top1")), fmt(r.get("top5")), fmt(r.get("agreement")),
+                  fmt(r.get("delta_top1"), "+.2f"), r.get("note") or ""] for r in rows]
+        print(text_table(header, lines))
+        if args.json:
+            write_output(args.json, json.dumps(rows, indent=2, default=str) + "\n", args.force, "--json")
+        return failures(rows)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from common.cli import Parser, run_cli  # noqa: E402
+from common.outputs import check_output, write_output  # noqa: E402
+from runtime import check_artifact  # noqa: E402
 from runtime.machine import cuda_available, machine_description, physical_cores  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
@@ -47,7 +50,12 @@ BLOCK_TIMEOUT_S = 900.0
 
 
 class LatencyError(Exception):
-    """A worker that could not load or run its artifact; the message carries the worker's error."""
+    """A worker that could not load or run its artifact; the message carries the worker's error,
+    ``user`` whether it was a user mistake (an unusable artifact)."""
+
+    def __init__(self, message: str, user: bool = False):
+        super().__init__(message)
+        self.user = user
 
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -121,7 +129,7 @@ class Worker:
 
     def __init__(self, target: Target, threads: int, batch: int, warmup: int,
                  omp_wait_policy: str | None = DEFAULT_OMP_WAIT_POLICY):
-        self.target, self.info, self.error = target, {}, None
+        self.target, self.info, self.error, self.user_error = target, {}, None, False
         self.times_ms: list[float] = []
         self.peak_rss_mb = None
         self.stderr = tempfile.TemporaryFile(mode="w+b")
@@ -160,7 +168,7 @@ class Worker:
             raise LatencyError(f"worker exited with status {code}: {self._stderr_tail() or 'no output'}")
         reply = json.loads(line)
         if not reply.get("ok"):
-            raise LatencyError(reply.get("error", "unknown worker error"))
+            raise LatencyError(reply.get("error", "unknown worker error"), reply.get("user", False))
         return reply
 
     def wait_loaded(self) -> None:
@@ -191,6 +199,7 @@ class Worker:
 
     def fail(self, err: Exception) -> None:
         self.error = str(err).strip().splitlines()[0][:500] if str(err).strip() else type(err).__name__
+        self.user_error = getattr(err, "user", False)
         self.kill()
 
     def kill(self) -> None:
@@ -202,6 +211,7 @@ class Worker:
         row = {"label": self.target.label, "artifact": str(self.target.artifact), "device": self.target.device,
                "compute_units": self.target.compute_units if self.target.artifact.suffix in COREML_SUFFIXES else None,
                "batch": batch, "status": "ok" if not self.error else "error", "error": self.error,
+               "user_error": self.user_error,
                **{k: self.info.get(k) for k in ("format", "precision", "engine", "static_batch", "load_seconds",
                                                "threads", "rss_before_load_mb")},
                "peak_rss_mb": self.peak_rss_mb, "times_ms": [round(t, 4) for t in self.times_ms]}
@@ -235,7 +245,8 @@ def measure(targets: list[Target], runs: int = 100, warmup: int = 10, rounds: in
                        "error": None, "compute_units": target.compute_units, "batch": batch,
                        "note": "Core ML latency is measured with Core ML predict on macOS only"}
     try:
-        for i, target in enumerate(tqdm(targets, desc="latency: load + warm-up", unit="artifact", disable=not progress)):
+        for i, target in enumerate(tqdm(targets, desc="latency: load + warm-up", unit="artifact",
+                                      disable=None if progress else True)):
             if i in rows:
                 continue
             if not target.artifact.exists():
@@ -248,7 +259,7 @@ def measure(targets: list[Target], runs: int = 100, warmup: int = 10, rounds: in
         blocks = split_runs(runs, rounds)
         order = sorted(workers)
         with tqdm(total=len(blocks) * len(order), desc=f"latency: {runs} runs x {len(order)} in {len(blocks)} rounds",
-                  unit="block", disable=not progress) as bar:
+                  unit="block", disable=None if progress else True) as bar:
             for block, rotation in zip(blocks, round_orders(len(order), len(blocks))):
                 for position in rotation:
                     workers[order[position]].run_block(block, untimed)
@@ -281,7 +292,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Latency of artifacts, each in its own process, timed interleaved.")
+    parser = Parser(description="Latency of artifacts, each in its own process, timed interleaved.")
     parser.add_argument("artifacts", nargs="+", type=Path, help=".pt/.safetensors (PyTorch eager), .onnx, .pte, .mlpackage")
     parser.add_argument("--runs", type=int, default=100, help="timed iterations per artifact (default 100)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed iterations after loading (default 10)")
@@ -292,32 +303,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--omp-wait-policy", default=DEFAULT_OMP_WAIT_POLICY, choices=("PASSIVE", "ACTIVE", "inherit"),
                         help="OMP_WAIT_POLICY of the workers (PyTorch's OpenMP pool; default PASSIVE, see benchmarks/README.md)")
     parser.add_argument("--json", type=Path, help="also write the rows (with every timing) to this JSON file")
-    return parser.parse_args(argv)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    args = parser.parse_args(argv)
+    for name, low in (("runs", 1), ("warmup", 0), ("rounds", 1), ("batch", 1), ("threads", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < low:
+            parser.error(f"--{name} must be >= {low}, got {getattr(args, name)}")
+    return args
+
+
+def failures(rows: list[dict]) -> int:
+    """Print one ``error:`` line per failed row; the exit status: 0, 2 if all were user mistakes, else 1."""
+    failed = [row for row in rows if row["status"] not in ("ok", "needs macOS")]
+    for row in failed:
+        print(f"error: {row['label']}: {row['error']}", file=sys.stderr)
+    return 0 if not failed else 2 if all(row.get("user_error") for row in failed) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for name in ("runs", "warmup", "rounds", "batch"):
-        if getattr(args, name) < (0 if name == "warmup" else 1):
-            print(f"error: --{name} must be >= {0 if name == 'warmup' else 1}", file=sys.stderr)
-            return 2
-    if args.threads is not None and args.threads < 1:
-        print("error: --threads must be >= 1", file=sys.stderr)
-        return 2
-    targets = []
-    for artifact in args.artifacts:
-        if args.no_cuda and artifact.suffix.lower() in CHECKPOINT_SUFFIXES:
-            targets.append(Target(artifact))
-        else:
-            targets += default_targets(artifact)
-    threads = args.threads or physical_cores()
-    rows = measure(targets, args.runs, args.warmup, args.rounds, threads, args.batch,
-                   omp_wait_policy=None if args.omp_wait_policy == "inherit" else args.omp_wait_policy)
-    print(f"machine: {machine_description(threads)}")
-    print(format_table(rows))
-    if args.json:
-        args.json.write_text(json.dumps({"machine": machine_description(), "threads": threads, "rows": rows}, indent=2) + "\n")
-    return 0 if all(r["status"] in ("ok", "needs macOS") for r in rows) else 1
+
+    def run() -> int:
+        for artifact in args.artifacts:
+            check_artifact(artifact)
+        if args.json:
+            check_output(args.json, args.force, "--json")
+        targets = []
+        for artifact in args.artifacts:
+            if args.no_cuda and artifact.suffix.lower() in CHECKPOINT_SUFFIXES:
+                targets.append(Target(artifact))
+            else:
+                targets += default_targets(artifact)
+        threads = args.threads or physical_cores()
+        rows = measure(targets, args.runs, args.warmup, args.rounds, threads, args.batch,
+                       omp_wait_policy=None if args.omp_wait_policy == "inherit" else args.omp_wait_policy)
+        print(f"machine: {machine_description(threads)}")
+        print(format_table(rows))
+        if args.json:
+            write_output(args.json, json.dumps({"machine": machine_description(), "threads": threads, "rows": rows},
+                                               indent=2) + "\n", args.force, "--json")
+        return failures(rows)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

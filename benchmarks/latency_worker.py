@@ -48,6 +48,13 @@ def _peak_rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if platform.system() == "Darwin" else peak / 1024.0
 
 
+def failure(err: Exception) -> dict:
+    """The reply to a failed load or run; a user mistake (UserError) is marked and keeps its message alone."""
+    from common.errors import UserError
+    user = isinstance(err, UserError)
+    return {"ok": False, "user": user, "error": str(err) if user else f"{type(err).__name__}: {err}"}
+
+
 def serve() -> int:
     """Serve one artifact: JSON lines in on stdin, JSON lines out on the original stdout.
 
@@ -98,7 +105,7 @@ def serve() -> int:
               "threads": used_threads, "rss_before_load_mb": rss_before, "rss_after_warmup_mb": _rss_mb(),
               "output_shape": list(np.shape(out)) if out is not None else None})
     except Exception as err:  # any load/run failure becomes the row's error, never a crash of the parent
-        send({"ok": False, "error": f"{type(err).__name__}: {err}"})
+        send(failure(err))
         return 1
     for line in sys.stdin:
         command = json.loads(line)
@@ -113,7 +120,7 @@ def serve() -> int:
                     times.append(time.perf_counter_ns() - start)
                 send({"ok": True, "times_ns": times})
             except Exception as err:
-                send({"ok": False, "error": f"{type(err).__name__}: {err}"})
+                send(failure(err))
                 return 1
         elif command["cmd"] == "exit":
             send({"ok": True, "peak_rss_mb": _peak_rss_mb(), "rss_mb": _rss_mb()})

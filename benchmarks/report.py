@@ -31,6 +31,7 @@ from benchmarks.accuracy import DEFAULT_COREML_LIMIT, DEFAULT_DATA  # noqa: E402
 from benchmarks.latency import DEFAULT_OMP_WAIT_POLICY  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 from common.defaults import ARTIFACTS_DIR, RUNS_DIR  # noqa: E402
+from common.outputs import OutputError, check_folder  # noqa: E402
 from runtime.machine import cpu_features, cpu_model, cuda_available, machine_description, physical_cores  # noqa: E402
 
 DEFAULT_SPECS = ("onnx:fp32", "onnx:int8", "executorch:fp32", "executorch:int8",
@@ -92,6 +93,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("threads", "limit", "imgsz"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
+    for name in ("artifacts_dir", "runs_dir"):
+        try:
+            check_folder(getattr(args, name), f"--{name.replace('_', '-')}")
+        except OutputError as err:
+            parser.error(str(err))
     return args
 
 
@@ -182,11 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if policy in ("PASSIVE", "ACTIVE") and "torch" not in sys.modules:  # too late to matter once imported
         os.environ.setdefault("OMP_WAIT_POLICY", policy)
     args = parse_args(argv)
-    try:
-        return run_cli(lambda: run_report(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_cli(lambda: run_report(args))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from convert.api import ConvertRequest, VerificationFailed, convert
+from convert.api import ConvertRequest, VerificationFailed, convert, converter
+from convert.pipeline import prepare
 from common.cli import Parser, run_cli
 from common.defaults import ARTIFACTS_DIR
 from common.errors import UserError
@@ -48,6 +49,8 @@ def row(fmt: str, manifest: dict | None, error: str | None) -> list[str]:
 
 def export_all(request: ConvertRequest) -> int:
     """Convert ``request`` to every format; print one table; 1 if any failed."""
+    for fmt, precision in JOBS:  # every request checked before the first export
+        prepare(converter(fmt), replace(request, precision=precision))
     rows, failed = [], 0
     for fmt, precision in JOBS:
         manifest, error = None, None
@@ -63,8 +66,8 @@ def export_all(request: ConvertRequest) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_third_party()
     request = parse_request(argv)
+    quiet_third_party()
     return run_cli(lambda: export_all(request))
 
 

@@ -1,17 +1,25 @@
-"""Sidecar manifests (``<artifact>.json``) and the temporary-name-then-rename artifact lifecycle."""
+"""Sidecar manifests (``<artifact>.json``) and the artifact lifecycle: checked output, temporary
+name, verified, published next to its manifest without replacing anything unasked.
+
+``--force`` replaces a file, and a package folder (``.mlpackage``, ``.aimodel``) only when our
+manifest beside it says it is the artifact we wrote; never any other folder.
+"""
 from __future__ import annotations
 
 import json
-import os
 import platform
-import shutil
 from importlib import metadata
 from pathlib import Path
 
-from model import file_sha256
+from common.digest import artifact_sha256
+from common.outputs import OutputError, check_output, exists, is_file, publish, remove, temporary_path
 from runtime.runners import manifest_path
 
+__all__ = ["Manifest", "artifact_sha256", "artifact_size", "check_artifact_output", "finalize", "remove",
+           "temporary_path", "versions"]
+
 PACKAGES = ("torch", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "numpy")
+PACKAGE_SUFFIXES = (".mlpackage", ".aimodel")
 
 
 def versions() -> dict:
@@ -31,27 +39,23 @@ def artifact_size(path: Path) -> int:
     return path.stat().st_size
 
 
-def artifact_sha256(path: Path) -> str:
-    """sha256 of a file, or of a package directory (its files' relative paths and hashes, sorted)."""
-    if not path.is_dir():
-        return file_sha256(path)
-    import hashlib
-    digest = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{f.relative_to(path).as_posix()}:{file_sha256(f)}\n".encode())
-    return digest.hexdigest()
+def ours(path: Path) -> bool:
+    """True for a file, or a package folder whose sidecar manifest says we wrote it."""
+    if is_file(path):
+        return True
+    if path.suffix not in PACKAGE_SUFFIXES or not path.is_dir():
+        return False
+    try:
+        manifest = json.loads(manifest_path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("artifact") == path.name and "sha256" in manifest
 
 
-def temporary_path(final: Path) -> Path:
-    """A hidden sibling of ``final`` with the same suffix (runtimes look at suffixes)."""
-    return final.with_name(f".partial-{os.getpid()}-{final.name}")
-
-
-def remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+def check_artifact_output(output: Path, force: bool) -> None:
+    """Before any work: the artifact and its manifest may be written (OutputError says why not)."""
+    check_output(output, force, replaceable=ours)
+    check_output(manifest_path(output), force)
 
 
 class Manifest(dict):
@@ -67,13 +71,22 @@ class Manifest(dict):
 
 
 def finalize(tmp: Path, final: Path, manifest: dict, force: bool = False) -> Manifest:
-    """Hash the verified artifact, write its manifest, move both under their final names; returns it."""
-    manifest = {**manifest, "artifact": final.name, "sha256": artifact_sha256(tmp),
-                "size_bytes": artifact_size(tmp)}
+    """Hash the verified artifact and publish it with its manifest; returns the manifest.
+
+    Whatever appeared at either name during the run is kept and the run fails (OutputError), unless
+    ``force`` and it is still ours to replace.
+    """
+    manifest = {**manifest, "artifact": final.name, "sha256": artifact_sha256(tmp), "size_bytes": artifact_size(tmp)}
     sidecar = manifest_path(final)
+    if force and exists(final) and not ours(final):
+        raise OutputError(f"{final} became a folder this run did not write and was kept; nothing was written: "
+                          f"move it away or choose another --output")
     sidecar_tmp = temporary_path(sidecar)
     sidecar_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    remove(final)  # only reached with --force or when absent
-    os.replace(tmp, final)
-    os.replace(sidecar_tmp, sidecar)
+    publish(tmp, final, force)
+    try:
+        publish(sidecar_tmp, sidecar, force)
+    except OutputError:
+        remove(final)  # just published by this run: without its manifest it must not stay
+        raise
     return Manifest(manifest, path=str(final), manifest_path=str(sidecar))

@@ -5,7 +5,6 @@ Command lines are parsed in ``convert/cli.py`` only.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -17,11 +16,13 @@ import torch
 
 from common.defaults import SHIPPED_CHECKPOINT
 from common.errors import UserError
-from model import create_model, file_sha256
+from common.outputs import partial
+from data import build_dataset
+from model import check_memory, create_model, file_sha256
 from model.deploy import deploy_form, float_in_int8
 from quantize.calibration import calibration_batch
 
-from .manifest import Manifest, finalize, remove, temporary_path, versions
+from .manifest import Manifest, check_artifact_output, finalize, versions
 from .request import ConvertRequest, artifact_name, checkpoint_stem
 from .int8_search import SearchFailed, search
 from .verify import VerificationSet, calibration_overlap, judge_artifact, reference_logits, verification_set
@@ -177,14 +178,7 @@ def _resolve_output(converter: Converter, request: ConvertRequest, meta: dict, c
     output = Path(output)
     if output.suffix != converter.suffix:
         raise ConvertError(f"--output {output} must end in {converter.suffix}")
-    if output.exists() and not request.force:
-        raise ConvertError(f"{output} already exists; pass --force to overwrite it or choose another --output")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConvertError(f"cannot create output directory {output.parent}: {err.strerror}") from None
-    if not os.access(output.parent, os.W_OK):
-        raise ConvertError(f"output directory {output.parent} is not writable; choose another --output")
+    check_artifact_output(output, request.force)
     return output
 
 
@@ -208,10 +202,16 @@ def prepare(converter: Converter, request: ConvertRequest) -> tuple[Job, Path]:
         meta.update(checkpoint=str(checkpoint), checkpoint_sha256=file_sha256(checkpoint))
     output = _resolve_output(converter, request, meta, checkpoint)
     size = meta["input_size"]
+    check_memory(model.config, size, request.batch)
     deploy_model = deploy_form(model, converter.backend(request.options), size)
     _check_float_modules(deploy_model, request.float_modules)
     example = torch.randn(request.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-    return Job(request, request.options, model, deploy_model, meta, example, checkpoint), output
+    job = Job(request, request.options, model, deploy_model, meta, example, checkpoint)
+    if request.verify_data:  # bad data sources fail now, not after the export
+        build_dataset(request.verify_data, "test", meta["preprocess"], limit=1)
+    if job.precision == "int8":
+        job.calibration()
+    return job, output
 
 
 def verify(job: Job, tmp: Path, manifest: dict) -> dict:
@@ -266,9 +266,8 @@ def export_unverified(converter: Converter, job: Job, tmp: Path) -> tuple[dict, 
 def convert(converter: Converter, request: ConvertRequest) -> Manifest:
     """Export, verify and publish one artifact; returns its manifest."""
     job, output = prepare(converter, request)
-    tmp = temporary_path(output)
     start = time.perf_counter()
-    try:
+    with partial(output) as tmp:
         manifest, exported = _export_and_verify(converter, job, tmp)
         missed = manifest["verification"].get("missed")
         if missed and job.precision == "int8":
@@ -278,5 +277,3 @@ def convert(converter: Converter, request: ConvertRequest) -> Manifest:
                                      + "; ".join(missed))
         manifest["seconds"] = round(time.perf_counter() - start, 2)
         return finalize(tmp, output, manifest, job.request.force)
-    finally:
-        remove(tmp)

@@ -17,11 +17,14 @@ from pathlib import Path
 import torch
 
 from common.errors import UserError
+from common.outputs import partial, publish
 
 from .shunted import VARIANTS
 
 FORMAT = "shunted-edge/1"
 _SAFETENSORS_META_KEY = "shunted_edge"
+_META_TYPES = {"variant": str, "num_classes": int, "input_size": int, "labels": list, "preprocess": dict,
+               "dataset": str}
 
 
 class CheckpointError(UserError):
@@ -122,9 +125,10 @@ def _torch_load(path: Path) -> object:
         raise CheckpointError(
             f"refused to load {path}: it contains pickled code ({found[1]}), and only tensors and plain "
             f"data are loaded; re-save it with torch.save(model.state_dict(), ...) or as .safetensors") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:160] if str(err) else ''}); check the file") from None
+    except Exception as err:  # a damaged or foreign file fails in many ways (KeyError, EOFError, ...); none runs code
+        detail = str(err).splitlines()[0][:160] if str(err).strip() else ""
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}"
+                              f"{': ' + detail if detail else ''}); check the file") from None
 
 
 def _read_safetensors(path: Path) -> tuple[dict, dict]:
@@ -135,18 +139,40 @@ def _read_safetensors(path: Path) -> tuple[dict, dict]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is not a readable .safetensors file ({err}); check the file") from None
-    meta = json.loads(header[_SAFETENSORS_META_KEY]) if _SAFETENSORS_META_KEY in header else {}
-    return tensors, meta
+    try:
+        meta = json.loads(header[_SAFETENSORS_META_KEY]) if _SAFETENSORS_META_KEY in header else {}
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: its '{_SAFETENSORS_META_KEY}' metadata is not valid JSON ({err}); "
+                              f"re-save the file with model.save_checkpoint") from None
+    return tensors, _checked_meta(meta, path)
+
+
+def _checked_meta(meta: object, path: Path) -> dict:
+    wrong = [type(meta).__name__] if not isinstance(meta, dict) else \
+        [f"{key} ({type(meta[key]).__name__})" for key, kind in _META_TYPES.items()
+         if meta.get(key) is not None and not isinstance(meta[key], kind)]
+    if wrong:
+        raise CheckpointError(f"{path}: its metadata has the wrong type ({', '.join(wrong)}); re-save the file "
+                              f"with model.save_checkpoint")
+    return meta
+
+
+def _checked_state_dict(state_dict: object, path: Path) -> dict:
+    if not isinstance(state_dict, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in state_dict.items()):
+        raise CheckpointError(f"{path} holds no model weights: its state dict is not a mapping of names to "
+                              f"tensors; re-save it with torch.save(model.state_dict(), ...)")
+    return state_dict
 
 
 def _unwrap(obj: object, path: Path) -> tuple[dict, dict]:
     """(state dict, metadata) from any supported container."""
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        return obj["state_dict"], obj.get("meta", {})
+        return _checked_state_dict(obj.get("state_dict"), path), _checked_meta(obj.get("meta", {}), path)
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "model_state_dict"):
             if isinstance(obj.get(key), dict):
-                return obj[key], {}
+                return _checked_state_dict(obj[key], path), {}
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return obj, {}
     raise CheckpointError(f"{path} holds no model weights: expected a state dict, a dict with 'model' "
@@ -171,7 +197,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Load a checkpoint file (official, plain, ours or .safetensors) into our layout."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; pass the path of a .pt/.pth/.safetensors file")
+        what = "is a folder" if path.is_dir() else "not found"
+        raise CheckpointError(f"checkpoint {path} {what}; pass the path of a .pt/.pth/.safetensors file")
     if path.suffix == ".safetensors":
         state_dict, meta = _read_safetensors(path)
     else:
@@ -231,18 +258,17 @@ def load_state(model: torch.nn.Module, checkpoint: Checkpoint, source: str, skip
 
 
 # --- writing ----------------------------------------------------------------------------------
-def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, meta: dict, extra: dict | None = None) -> Path:
-    """Write weights + metadata atomically (temporary file, then rename); .safetensors or torch format."""
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, meta: dict, extra: dict | None = None,
+                    overwrite: bool = True) -> Path:
+    """Write weights + metadata atomically (temporary file, then rename); .safetensors or torch format.
+    Without ``overwrite`` an existing ``path`` is kept (common.outputs.OutputError)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    try:
+    with partial(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
             save_file(state_dict, str(tmp), metadata={_SAFETENSORS_META_KEY: json.dumps(meta)})
         else:
             torch.save({"format": FORMAT, "meta": meta, "state_dict": state_dict, "extra": extra or {}}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        publish(tmp, path, force=overwrite)
     return path

@@ -1,15 +1,15 @@
 """``create_model``/``list_models`` and the metadata every checkpoint carries."""
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from common.errors import UserError
 
 from .checkpoint import CheckpointError, describe_architecture, identify_variant, load_state, read_checkpoint
-from .shunted import VARIANTS, ShuntedTransformer, build, check_input_size
+from .shunted import INPUT_MULTIPLE, VARIANTS, ShuntedConfig, ShuntedTransformer, build, check_input_size
 
 DEFAULT_INPUT_SIZE = 224
 
@@ -19,10 +19,41 @@ class ModelError(UserError, ValueError):
 
 
 def _check_size(size: int) -> None:
+    if not isinstance(size, int) or size < INPUT_MULTIPLE:
+        raise ModelError(f"input size {size} is not supported: it must be a positive multiple of {INPUT_MULTIPLE} "
+                         f"(32, 64, ..., 224, ...)")
     try:
         check_input_size(size)
     except ValueError as err:
         raise ModelError(str(err)) from None
+
+
+def forward_bytes(config: ShuntedConfig, size: int, batch: int = 1) -> int:
+    """A lower bound of a float32 forward pass's peak memory: the largest single activation (a stage's
+    MLP hidden layer or its attention scores; stage i has (size / 2**(i+2))**2 tokens)."""
+    largest = 0
+    for i, (dim, heads, mlp, ratio) in enumerate(zip(config.embed_dims, config.num_heads, config.mlp_ratios,
+                                                     config.sr_ratios)):
+        tokens = (size >> (i + 2)) ** 2
+        keys = tokens // ratio ** 2 + tokens // max(ratio // 2, 1) ** 2 if ratio > 1 else 2 * tokens  # per head pair
+        largest = max(largest, tokens * dim * mlp, heads // 2 * tokens * keys)
+    return 4 * batch * largest
+
+
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(config: ShuntedConfig, size: int, batch: int = 1) -> None:
+    """ModelError if one forward pass at ``size`` x ``batch`` needs more memory than this machine has."""
+    needed, available = forward_bytes(config, size, batch), physical_memory()
+    if available is not None and needed > available:
+        raise ModelError(f"input size {size} with batch {batch} needs at least {needed / 2 ** 30:,.0f} GiB of memory "
+                         f"for one forward pass; this machine has {available / 2 ** 30:,.0f} GiB: use a smaller "
+                         f"--imgsz or --batch")
 
 
 def list_models() -> list[str]:
@@ -45,14 +76,6 @@ def make_meta(variant: str, num_classes: int, input_size: int, labels: list[str]
     return {"variant": variant, "num_classes": num_classes, "input_size": input_size,
             "labels": list(labels) if labels is not None else None,
             "preprocess": preprocess or imagenet_preprocess(input_size), **extra}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_variant(name: str, state_dict: dict, source: str) -> None:
@@ -90,8 +113,10 @@ def create_model(name: str | None = None, num_classes: int | None = None, checkp
 
     ckpt_classes = (describe_architecture(state_dict) or {}).get("num_classes") if state_dict is not None else None
     classes = num_classes or ckpt_classes or (len(labels) if labels else 1000)
-    img_size = img_size or meta.get("input_size") or DEFAULT_INPUT_SIZE
+    if img_size is None:
+        img_size = meta.get("input_size") or DEFAULT_INPUT_SIZE
     _check_size(img_size)
+    check_memory(replace(VARIANTS[name], **overrides), img_size)
 
     model = build(name, num_classes=classes, drop_path_rate=drop_path_rate, **overrides)
     keep_labels = meta.get("labels")

@@ -1,18 +1,49 @@
-"""Silence third-party chatter (import warnings, loggers, progress bars) so command-line output stays readable."""
+"""Silence third-party chatter (import warnings, loggers, progress bars, ExecuTorch's C++ log) so
+command-line output stays readable; ``--verbose`` (common/cli.py, via the environment) keeps the logs."""
 import contextlib
 import importlib
 import logging
+import os
+import sys
 import warnings
+
+from common.cli import VERBOSE_ENV
 
 NOISY_LOGGERS = ("torchao", "torch.utils._pytree", "torch.onnx", "torch._export", "torch.export",
                  "coremltools", "executorch")
+NOISY_WARNINGS = (".*has not been tested with coremltools.*",
+                  ".*requires gradient. but it's not properly registered as a parameter.*")  # torch.export, folded constants
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV) == "1"
 
 
 def quiet_third_party() -> None:
+    if verbose():
+        return
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*has not been tested with coremltools.*")
+    for message in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
+@contextlib.contextmanager
+def native_logs_silenced():
+    """stderr (file descriptor 2, where C++ libraries log) goes to /dev/null inside the block, unless verbose."""
+    if verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @contextlib.contextmanager

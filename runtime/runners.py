@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.digest import artifact_sha256
 from common.errors import UserError
+
+from .quiet import native_logs_silenced
 
 MANIFEST_SUFFIX = ".json"
 
@@ -21,6 +24,15 @@ class ArtifactError(UserError):
 def manifest_path(artifact: str | os.PathLike) -> Path:
     artifact = Path(artifact)
     return artifact.with_name(artifact.name + MANIFEST_SUFFIX)
+
+
+def checked_manifest(artifact: str | os.PathLike) -> dict | None:
+    """The sidecar manifest, if any, made sure to describe this very artifact (its sha256)."""
+    manifest = read_manifest(artifact)
+    if manifest is not None and manifest.get("sha256") not in (None, artifact_sha256(artifact)):
+        raise ArtifactError(f"manifest {manifest_path(artifact)} is stale: it describes another artifact (its sha256 "
+                            f"is not {Path(artifact).name}'s); convert again to write a matching one, or move it away")
+    return manifest
 
 
 def read_manifest(artifact: str | os.PathLike) -> dict | None:
@@ -139,12 +151,13 @@ class ExecuTorchRunner(Runner):
         if manifest is None:
             raise ArtifactError(f"no manifest {manifest_path(path)} next to {path}; the preprocessing is unknown: "
                                 f"re-export it with convert/to_executorch.py")
-        if threads:
-            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-            _unsafe_reset_threadpool(threads)
         start = time.perf_counter()
         try:
-            self.method = Runtime.get().load_program(path).load_method("forward")
+            with native_logs_silenced():  # its C++ log reports every CPU probe on stderr
+                if threads:
+                    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+                    _unsafe_reset_threadpool(threads)
+                self.method = Runtime.get().load_program(path).load_method("forward")
         except Exception as err:  # the runtime raises RuntimeError/ValueError variants on bad programs
             raise ArtifactError(f"{path} could not be loaded by the ExecuTorch runtime: {err}") from None
         self._torch = torch
@@ -197,21 +210,30 @@ class CoreMLRunner(Runner):
         return np.asarray(self.model.run({self.input_name: pixels})[self.logits_name], np.float32).reshape(len(x), -1)
 
 
-def load_artifact(path: str | os.PathLike, threads: int | None = None, compute_units: str = "ALL",
-                  manifest: dict | None = None) -> Runner:
-    """Open an artifact with the runtime its file type calls for (manifest: default its sidecar)."""
+def check_artifact(path: str | os.PathLike) -> dict | None:
+    """What needs no runtime: the artifact exists, its type is known and a manifest beside it is its own
+    (:func:`checked_manifest`, returned; None for checkpoints, which carry their metadata)."""
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path} not found; pass a .pt/.safetensors checkpoint, .onnx, .pte or .mlpackage")
     suffix = path.suffix.lower()
-    manifest = manifest or (read_manifest(path) if suffix not in (".pt", ".pth", ".safetensors") else None)
+    if suffix not in (".pt", ".pth", ".safetensors", ".onnx", ".pte", ".mlpackage", ".mlmodel"):
+        raise ArtifactError(f"{path}: unknown artifact type {suffix or path.name!r}; expected .pt, .pth, "
+                            f".safetensors, .onnx, .pte or .mlpackage")
+    return None if suffix in (".pt", ".pth", ".safetensors") else checked_manifest(path)
+
+
+def load_artifact(path: str | os.PathLike, threads: int | None = None, compute_units: str = "ALL",
+                  manifest: dict | None = None) -> Runner:
+    """Open an artifact with the runtime its file type calls for (manifest: default its sidecar)."""
+    path = Path(path)
+    sidecar = check_artifact(path)
+    manifest = manifest or sidecar
+    suffix = path.suffix.lower()
     if suffix in (".pt", ".pth", ".safetensors"):
         return TorchRunner(path, threads)
     if suffix == ".onnx":
         return OnnxRunner(path, manifest, threads)
     if suffix == ".pte":
         return ExecuTorchRunner(path, manifest, threads)
-    if suffix in (".mlpackage", ".mlmodel"):
-        return CoreMLRunner(path, manifest, compute_units)
-    raise ArtifactError(f"unknown artifact type {suffix or path.name!r}; expected .pt, .pth, .safetensors, "
-                        f".onnx, .pte or .mlpackage")
+    return CoreMLRunner(path, manifest, compute_units)

@@ -150,7 +150,7 @@ def test_errors_are_one_line_exit_2(case, error_cases, tmp_path, capfd, monkeypa
     out, err = capfd.readouterr()
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     assert (tmp_path / "taken.mp4").read_bytes() == b"precious"
-    assert not [p for p in tmp_path.iterdir() if "annotated" in p.name or ".tmp-" in p.name]
+    assert not [p for p in tmp_path.iterdir() if "annotated" in p.name or ".partial-" in p.name]
 
 
 def test_cli_error_has_no_traceback(checkpoint, tmp_path):

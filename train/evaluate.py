@@ -25,6 +25,7 @@ from datetime import datetime, timezone  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
+from common.outputs import check_output, write_output  # noqa: E402
 from data import DataError, build_dataset  # noqa: E402
 from model import create_model, file_sha256  # noqa: E402
 from train import cli  # noqa: E402
@@ -88,10 +89,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images of a seeded permutation")
     parser.add_argument("--output", help="JSON path (default: <checkpoint without suffix>.accuracy.json)")
-    return parser.parse_args(argv)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    args = parser.parse_args(argv)
+    for name, low in (("batch_size", 1), ("workers", 0), ("limit", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < low:
+            parser.error(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
+    return args
 
 
 def run(args: argparse.Namespace) -> dict:
+    output = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".accuracy.json")
+    check_output(output, args.force)
     model = create_model(args.model, checkpoint_path=args.checkpoint)
     meta = model.meta
     dataset = build_dataset(args.data, args.split, meta["preprocess"], limit=args.limit)
@@ -105,8 +113,7 @@ def run(args: argparse.Namespace) -> dict:
               "checkpoint_sha256": file_sha256(args.checkpoint), "dataset": args.data, "split": args.split,
               "input_size": meta["input_size"], "preprocess": meta["preprocess"], **result,
               "torch": torch.__version__, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    output = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".accuracy.json")
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    write_output(output, json.dumps(report, indent=2) + "\n", args.force)
     print(f"{meta['variant']} on {args.data} {args.split}: top-1 {report['top1']:.2f}%  top-5 {report['top5']:.2f}%  "
           f"(n={report['n']}, {report['images_per_s']} img/s on {report['device']}) -> {output}")
     return report

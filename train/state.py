@@ -37,10 +37,11 @@ def save_training_checkpoint(path: Path, model: torch.nn.Module, meta: dict, *, 
 
 
 def save_weights(path: Path, model: torch.nn.Module, meta: dict, dtype: torch.dtype,
-                 history: list[dict], args: dict) -> Path:
-    """Weights-only checkpoint (floating tensors stored as ``dtype``; loading casts back to float32)."""
+                 history: list[dict], args: dict, overwrite: bool = True) -> Path:
+    """Weights-only checkpoint (floating tensors stored as ``dtype``; loading casts back to float32);
+    without ``overwrite`` a file that appeared at ``path`` meanwhile is kept (OutputError)."""
     stored = copy.deepcopy(model).to(device="cpu", dtype=dtype)
-    return save_checkpoint(path, stored, meta, extra={"history": history, "args": args})
+    return save_checkpoint(path, stored, meta, extra={"history": history, "args": args}, overwrite=overwrite)
 
 
 def read_training_state(path: str | Path) -> dict:

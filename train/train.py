@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import NamedTuple  # noqa: E402
 
@@ -29,6 +28,7 @@ from torch import nn  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset  # noqa: E402
 
+from common.outputs import check_output, create_parents  # noqa: E402
 from data import DataError, build_dataset, fashion_mnist_preprocess, imagenet_preprocess  # noqa: E402
 from model import create_model, list_models, make_meta  # noqa: E402
 from train import cli, distributed  # noqa: E402
@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="DataLoader workers per process (default 4 on CUDA, 0 on CPU)")
     p.add_argument("--output", help=f"run folder for last.pt and final.pt (default {DEFAULTS['output']})")
     p.add_argument("--final", help="path of the weights-only checkpoint written at the end (default OUTPUT/final.pt)")
+    p.add_argument("--force", action="store_true", default=False, help="overwrite the run in --output (or --final)")
     p.add_argument("--weights-dtype", choices=list(WEIGHTS_DTYPES), help="storage dtype of the final weights")
     p.add_argument("--resume", help="continue the run saved in this last.pt (its arguments are the defaults)")
     p.add_argument("--checkpoint", help="start from these weights (official Shunted checkpoint or ours)")
@@ -75,13 +76,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+# (low, high, low allowed): the range every numeric argument must lie in
+RANGES = {"epochs": (0, None, False), "batch_size": (0, None, False), "steps": (0, None, False),
+          "img_size": (0, None, False), "lr": (0, None, False), "weight_decay": (0, None, True),
+          "warmup_epochs": (0, None, True), "label_smoothing": (0, 1, True), "drop_path": (0, 1, True),
+          "clip_grad": (0, None, True), "workers": (0, None, True)}
+
+
 def resolve(args: argparse.Namespace, saved: dict | None) -> dict:
-    """Given arguments, else those of the resumed run, else DEFAULTS."""
+    """Given arguments, else those of the resumed run, else DEFAULTS; each checked against RANGES."""
     given = {k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS}
     config = {**DEFAULTS, **(saved or {}), **given}
-    for key in ("epochs", "batch_size", "steps"):
-        if config[key] is not None and config[key] <= 0:
-            raise cli.TrainError(f"--{key.replace('_', '-')} must be positive, got {config[key]}")
+    for key, (low, high, low_ok) in RANGES.items():
+        value = config[key]
+        if value is not None and (value < low or (value == low and not low_ok) or (high is not None and value >= high)):
+            bounds = f"{'>=' if low_ok else '>'} {low}" + (f" and < {high}" if high is not None else "")
+            raise cli.TrainError(f"--{key.replace('_', '-')} must be {bounds}, got {value}")
     return config
 
 
@@ -89,16 +99,20 @@ def is_fashion_mnist(source: str) -> bool:
     return source.split(":", 1)[0] == "fashion-mnist"
 
 
-def prepare_output(config: dict) -> tuple[Path, Path]:
-    """The run folder (created, checked writable) and the final weights path."""
+def check_outputs(args: argparse.Namespace, config: dict) -> tuple[Path, Path]:
+    """The run folder and the final weights path, checked before any work: an earlier run is
+    continued with --resume, replaced only with --force."""
     output = Path(config["output"])
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output):
-            pass
-    except OSError as err:
-        raise cli.TrainError(f"output folder {output} is not writable ({err.strerror or err}); pass another --output") from None
-    return output, Path(config["final"]) if config["final"] else output / "final.pt"
+    final = Path(config["final"]) if config["final"] else output / "final.pt"
+    last = output / "last.pt"
+    same_run = bool(args.resume) and last.is_file() and last.samefile(args.resume)
+    if not (same_run or args.force) and (last.exists() or final.exists()):
+        earlier = last if last.exists() else final
+        raise cli.TrainError(f"{earlier} holds an earlier run; continue it with --resume {last}, pass --force to "
+                             f"overwrite it, or choose another --output")
+    check_output(last, force=True, flag="--output")
+    check_output(final, force=True, flag="--final")
+    return output, final
 
 
 def build_model(args: argparse.Namespace, config: dict, spec: dict, classes: list[str]) -> nn.Module:
@@ -142,13 +156,15 @@ def run(argv: list[str] | None = None) -> nn.Module:
         raise cli.TrainError("--reset-head needs --checkpoint (the weights to fine-tune)")
     saved = read_training_state(args.resume) if args.resume else None
     config = resolve(args, saved["args"] if saved else None)
+    outputs = check_outputs(args, config)
     with distributed.session() as ctx:
-        return _train(args, config, saved, ctx)
+        return _train(args, config, saved, ctx, outputs)
 
 
-def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: distributed.Context) -> nn.Module:
+def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: distributed.Context,
+           outputs: tuple[Path, Path]) -> nn.Module:
     started = time.perf_counter()
-    output, final_path = prepare_output(config)
+    output, final_path = outputs
     precision = Precision.choose(config["amp"], ctx.device)
     torch.manual_seed(config["seed"])  # identical initial weights on every process
     if saved:
@@ -156,13 +172,16 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
         model.meta = saved["meta"]
         data = load_data(config, model.meta["preprocess"], ctx)
     else:
-        config["img_size"] = config["img_size"] or (32 if is_fashion_mnist(config["data"]) else 224)
+        if config["img_size"] is None:
+            config["img_size"] = 32 if is_fashion_mnist(config["data"]) else 224
         spec = (fashion_mnist_preprocess if is_fashion_mnist(config["data"]) else imagenet_preprocess)(config["img_size"])
         data = load_data(config, spec, ctx)
         model = build_model(args, config, spec, data.train_set.classes)
     meta, classes = model.meta, data.train_set.classes
     if len(classes) != meta["num_classes"]:
         raise cli.TrainError(f"{config['data']} has {len(classes)} classes but {args.resume} has {meta['num_classes']}")
+    create_parents(output / "last.pt")
+    create_parents(final_path)
 
     model.to(ctx.device, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     steps = min(len(data.train_loader), config["steps"] or len(data.train_loader))
@@ -211,7 +230,8 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
             print(f"epoch {h['epoch']}/{config['epochs']}: loss {h['loss']:.4f}, train acc {h['train_acc']:.2f}%, "
                   f"val top-1 {val_text}, {h['seconds']:.0f} s, {h['img_s']:.0f} img/s", flush=True)
     if ctx.is_main:
-        save_weights(final_path, model, meta, WEIGHTS_DTYPES[config["weights_dtype"]], history, config)
+        save_weights(final_path, model, meta, WEIGHTS_DTYPES[config["weights_dtype"]], history, config,
+                     overwrite=args.force or bool(saved))
         print(f"wrote {output / 'last.pt'} and {final_path} ({time.perf_counter() - started:.0f} s)", flush=True)
     return model
 

@@ -40,6 +40,7 @@ from importlib import metadata  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from common.cli import Parser  # noqa: E402
 from runtime.machine import machine_description, physical_cores  # noqa: E402
 from common.cli import run_cli  # noqa: E402
 from runtime.runners import ArtifactError, load_artifact, manifest_path, onnx_session, read_manifest  # noqa: E402
@@ -258,7 +259,7 @@ def format_profile(p: dict, top: int) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Op-level profile of an .onnx or .pte artifact.")
+    parser = Parser(description="Op-level profile of an .onnx or .pte artifact.")
     parser.add_argument("artifact", type=Path, help=".onnx or .pte written by convert/ (with its manifest)")
     parser.add_argument("--runs", type=int, default=200, help="profiled runs (default 200)")
     parser.add_argument("--warmup", type=int, default=10, help="runs dropped before them (default 10)")
