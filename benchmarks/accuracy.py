@@ -37,6 +37,10 @@ from runtime.text_table import text_table  # noqa: E402
 DEFAULT_DATA = "fashion-mnist"
 DEFAULT_COREML_LIMIT = 500
 EVALUATOR_NOTE = "Core ML via the numpy ML Program evaluator (Linux), first {n} images"
+# Apple's Core AI runtime on Linux: a reference CPU path at about 45 ms per image of the default
+# model (fp16), so the whole 10k test set would take 7 minutes of the report; measured in docs/coreai.md
+DEFAULT_COREAI_LIMIT = 2000
+COREAI_NOTE = "Core AI runtime's reference CPU path (Linux), first {n} images"
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -210,7 +214,7 @@ def coreml_evaluator_available() -> str | None:
 
 def measure_accuracy(artifact: str | Path, eval_set: EvalSet, reference: Reference | None = None,
                      batch_size: int = 64, threads: int | None = None, coreml_limit: int | None = DEFAULT_COREML_LIMIT,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, coreai_limit: int | None = DEFAULT_COREAI_LIMIT) -> dict:
     """Accuracy row of one artifact; raises ArtifactError/exceptions of the runtime on failure."""
     from tqdm import tqdm
 
@@ -236,6 +240,9 @@ def measure_accuracy(artifact: str | Path, eval_set: EvalSet, reference: Referen
     if is_coreml and engine == "mlprogram-numpy" and coreml_limit:
         stop = min(stop, coreml_limit)
         row["note"] = EVALUATOR_NOTE.format(n=stop)
+    elif engine == "coreai-runtime" and platform.system() != "Darwin" and coreai_limit:
+        stop = min(stop, coreai_limit)
+        row["note"] = COREAI_NOTE.format(n=stop)
     start = time.perf_counter()
     top5 = []
     with tqdm(total=stop, desc=f"accuracy: {artifact.name}", unit="img", disable=None if progress else True) as bar:
@@ -295,6 +302,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="evaluate the first N images of a seeded permutation")
     parser.add_argument("--coreml-limit", type=int, default=DEFAULT_COREML_LIMIT, help="images for Core ML on Linux "
                         f"(numpy evaluator, slow; default {DEFAULT_COREML_LIMIT}; 0 = all)")
+    parser.add_argument("--coreai-limit", type=int, default=DEFAULT_COREAI_LIMIT, help="images for Core AI on Linux "
+                        f"(the runtime's reference CPU path; default {DEFAULT_COREAI_LIMIT}; 0 = all)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per runner call (default 64)")
     parser.add_argument("--threads", type=int, help=f"runtime threads (default: physical cores, {physical_cores()})")
     parser.add_argument("--json", type=Path, help="write the rows to this JSON file")
@@ -327,7 +336,7 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
                     refs[ref_key] = reference_results(ref_path, eval_set, args.batch_size)
                 reference = refs[ref_key]
             row.update(measure_accuracy(artifact, eval_set, reference, args.batch_size, args.threads,
-                                        args.coreml_limit or None))
+                                        args.coreml_limit or None, coreai_limit=args.coreai_limit or None))
             if reference is None:
                 row["note"] = ((row.get("note") or "") + "; no fp32 reference: pass --reference").lstrip("; ")
         except DataError:

@@ -35,7 +35,7 @@ from common.outputs import OutputError, check_folder  # noqa: E402
 from runtime.machine import cpu_features, cpu_model, cuda_available, machine_description, physical_cores  # noqa: E402
 
 DEFAULT_SPECS = ("onnx:fp32", "onnx:int8", "executorch:fp32", "executorch:int8",
-                 "coreml:fp16", "coreml:int8", "coreml:fp16+palettize4")
+                 "coreml:fp16", "coreml:int8", "coreml:fp16+palettize4", "coreai:fp16")
 
 
 def make_run_dir(base: Path = RUNS_DIR, now: datetime | None = None) -> Path:
@@ -104,6 +104,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_report(args: argparse.Namespace) -> None:
     """Build, measure and render one report into a new run folder."""
     from benchmarks import latency
+    from benchmarks.apple_crosscheck import report_cross_check
     from benchmarks.report_build import build_all, parse_spec, resolve_weights
     from benchmarks.report_measure import Accuracy, latency_targets, make_rows, measure_accuracy
     from benchmarks.report_render import document, markdown_table, plot_or_note, write
@@ -130,6 +131,7 @@ def run_report(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     accuracy = Accuracy() if weights.random else measure_accuracy(
         weights, built, args.data, args.split, args.limit, threads, args.coreml_limit or None, cpu_only=args.no_cuda)
+    cross_check = None if weights.random else report_cross_check(built, args.data, args.split, args.coreml_limit or None)
     phases["accuracy_s"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()  # interleaved, one process per row
@@ -164,6 +166,7 @@ def run_report(args: argparse.Namespace) -> None:
         "omp_wait_policy": omp or os.environ.get("OMP_WAIT_POLICY") or "default",
         "artifacts_dir": str(args.artifacts_dir), "versions": installed,
         "reference_accuracy": accuracy.reference, "phases": phases, "wall_seconds": None, "notes": weights.notes,
+        "apple_cross_check": cross_check,
     }
     report = document(header, rows)
     plot_or_note(report, rows, run_dir)

@@ -14,7 +14,8 @@ from pathlib import Path
 from common.defaults import SHIPPED_CHECKPOINT, SHIPPED_VARIANT
 from common.errors import UserError
 
-FORMAT_NAMES = {"pytorch": "PyTorch", "onnx": "ONNX", "executorch": "ExecuTorch", "coreml": "Core ML"}
+FORMAT_NAMES = {"pytorch": "PyTorch", "onnx": "ONNX", "executorch": "ExecuTorch", "coreml": "Core ML",
+                "coreai": "Core AI"}
 RANDOM_NA = "n/a (random weights)"
 
 

@@ -109,6 +109,9 @@ def runtime_name(fmt: str, device: str = "cpu", compute_units: str | None = None
         if compute_units:
             return f"Core ML {compute_units}"
         return "Core ML (accuracy here: mlprogram numpy evaluator)" if platform.system() != "Darwin" else "Core ML"
+    if fmt == "coreai":
+        where = "OS framework" if platform.system() == "Darwin" else "reference CPU path, not a device figure"
+        return f"Core AI runtime {v.get('coreai-core', '')} ({where})".replace("  ", " ")
     return fmt
 
 
@@ -183,7 +186,7 @@ def make_rows(jobs: list[Job], measured: list[tuple[tuple[Target, Job | None], d
         rows += [make_row(target, job, latency, base, weights, accuracy, versions)
                  for (target, owner), latency in measured if owner is job]
     front = pareto_front([(r.median_ms, r.top1) if isinstance(r.median_ms, float) and isinstance(r.top1, float)
-                          else (math.nan, math.nan) for r in rows])
+                          and not r.accuracy.get("subset") else (math.nan, math.nan) for r in rows])  # same images only
     for i, row in enumerate(rows):
         row.pareto = i in front
     return rows

@@ -104,7 +104,7 @@ def plot(rows: list[Row], report: dict, path: Path) -> None:
              f"{report['threads']} thread{'s' if report['threads'] != 1 else ''}")
     fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
     timed = [r for r in rows if isinstance(r.median_ms, float)]
-    points = [r for r in timed if isinstance(r.top1, float)]
+    points = [r for r in timed if isinstance(r.top1, float) and not r.accuracy.get("subset")]  # same images only
     if report["random_weights"] or not points:
         _latency_bars(ax, timed, title)
     else:
@@ -112,7 +112,8 @@ def plot(rows: list[Row], report: dict, path: Path) -> None:
         plotted = {id(r) for r in points}
         left_out = [r.label for r in rows if id(r) not in plotted]
         if left_out:
-            fig.text(0.01, 0.01, "not plotted (no latency or accuracy here): " + ", ".join(left_out), fontsize=7)
+            fig.text(0.01, 0.01, "not plotted (no latency here, or top-1 on a subset): " + ", ".join(left_out),
+                     fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path)
     plt.close(fig)

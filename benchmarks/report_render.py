@@ -125,6 +125,12 @@ def markdown(report: dict) -> str:
     if platform.system() != "Darwin" and any(r["format"] == "Core ML" for r in rows):
         lines += ["Core ML rows: latency needs macOS (Core ML predict); their accuracy comes from the project's numpy "
                   "ML Program evaluator on a subset (n shown), compared with the reference on the same images.", ""]
+    if platform.system() != "Darwin" and any(r["format"] == "Core AI" for r in rows):
+        lines += ["Core AI rows: Apple's Core AI runtime on Linux runs a reference CPU path: its latency is not a "
+                  "device figure, and its accuracy covers a subset (n shown; docs/coreai.md has the whole test set).", ""]
+    if report.get("apple_cross_check"):
+        from benchmarks.apple_crosscheck import describe
+        lines += [describe(report["apple_cross_check"]) + ".", ""]
     lines += ["Plot: accuracy_vs_latency.png. Raw timings and every figure: report.json.", ""]
     return "\n".join(lines)
 

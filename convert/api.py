@@ -13,7 +13,8 @@ from .pipeline import Converter, ConvertError, VerificationFailed
 from .pipeline import convert as _run
 from .request import ConvertRequest, artifact_name
 
-MODULES = {"onnx": "convert.to_onnx", "executorch": "convert.to_executorch", "coreml": "convert.to_coreml"}
+MODULES = {"onnx": "convert.to_onnx", "executorch": "convert.to_executorch", "coreml": "convert.to_coreml",
+           "coreai": "convert.to_coreai"}
 
 __all__ = ["ConvertError", "ConvertRequest", "Manifest", "VerificationFailed", "artifact_name", "convert",
            "converter", "formats"]

@@ -18,7 +18,8 @@ from runtime.runners import manifest_path
 __all__ = ["Manifest", "artifact_sha256", "artifact_size", "check_artifact_output", "finalize", "remove",
            "temporary_path", "versions"]
 
-PACKAGES = ("torch", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "numpy")
+PACKAGES = ("torch", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "numpy", "coreai-torch",
+            "coreai-core", "coreai-opt")
 PACKAGE_SUFFIXES = (".mlpackage", ".aimodel")
 
 

@@ -215,11 +215,12 @@ def check_artifact(path: str | os.PathLike) -> dict | None:
     (:func:`checked_manifest`, returned; None for checkpoints, which carry their metadata)."""
     path = Path(path)
     if not path.exists():
-        raise ArtifactError(f"{path} not found; pass a .pt/.safetensors checkpoint, .onnx, .pte or .mlpackage")
+        raise ArtifactError(f"{path} not found; pass a .pt/.safetensors checkpoint, .onnx, .pte, .mlpackage or "
+                            f".aimodel")
     suffix = path.suffix.lower()
-    if suffix not in (".pt", ".pth", ".safetensors", ".onnx", ".pte", ".mlpackage", ".mlmodel"):
+    if suffix not in (".pt", ".pth", ".safetensors", ".onnx", ".pte", ".mlpackage", ".mlmodel", ".aimodel"):
         raise ArtifactError(f"{path}: unknown artifact type {suffix or path.name!r}; expected .pt, .pth, "
-                            f".safetensors, .onnx, .pte or .mlpackage")
+                            f".safetensors, .onnx, .pte, .mlpackage or .aimodel")
     return None if suffix in (".pt", ".pth", ".safetensors") else checked_manifest(path)
 
 
@@ -236,4 +237,7 @@ def load_artifact(path: str | os.PathLike, threads: int | None = None, compute_u
         return OnnxRunner(path, manifest, threads)
     if suffix == ".pte":
         return ExecuTorchRunner(path, manifest, threads)
+    if suffix == ".aimodel":
+        from .coreai_runner import CoreAIRunner
+        return CoreAIRunner(path, manifest)
     return CoreMLRunner(path, manifest, compute_units)
