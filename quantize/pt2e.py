@@ -9,21 +9,37 @@ import torch
 DEQUANTIZE = ("dequantize_per_tensor", "dequantize_per_channel")
 
 
+def batch_for(size: int) -> int:
+    """Static batch of the graphs that observe or simulate: large enough to amortise their per-op
+    overhead (a histogram observer costs about the same per call at any batch), small enough for memory."""
+    return 128 if size <= 64 else 16
+
+
+def _prepared(model: torch.nn.Module, example: torch.Tensor, quantizer) -> torch.fx.GraphModule:
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+    return prepare_pt2e(torch.export.export(model.eval(), (example,), strict=False).module(), quantizer)
+
+
 def quantize_pt2e(model: torch.nn.Module, example: torch.Tensor, calibration: np.ndarray, quantizer,
                   fold_weights: bool = True) -> torch.fx.GraphModule:
-    """Observe activations on ``calibration`` (in batches of the example's size) and insert int8 Q/DQ.
+    """Observe activations on ``calibration`` and insert int8 Q/DQ into a graph of ``example``'s shape.
 
-    ``fold_weights=False`` keeps each weight's float value behind its quantize/dequantize pair
-    (what :func:`only_within` needs to give a unit back its float weights).
+    Observation runs in batches of :func:`batch_for` (the last one padded with its last image) on a
+    graph of that batch, whose observers (same names, same order) are then loaded into the graph of
+    the example's batch. ``fold_weights=False`` keeps each weight's float value behind its
+    quantize/dequantize pair (what :func:`only_within` needs to give a unit back its float weights).
     """
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
     with torch.no_grad():
-        graph = torch.export.export(model.eval(), (example,), strict=False).module()
-        prepared = prepare_pt2e(graph, quantizer)
-        batch = example.shape[0]
-        for start in range(0, len(calibration), batch):  # the last batch padded with its last image
+        prepared = _prepared(model, example, quantizer)
+        batch = max(example.shape[0], batch_for(example.shape[-1]))
+        observing = prepared if batch == example.shape[0] else \
+            _prepared(model, example[:1].expand(batch, *example.shape[1:]).contiguous(), quantizer)
+        for start in range(0, len(calibration), batch):
             chunk = calibration[start:start + batch]
-            prepared(torch.from_numpy(np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)])))
+            observing(torch.from_numpy(np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)])))
+        if observing is not prepared:
+            prepared.load_state_dict(observing.state_dict())
         return convert_pt2e(prepared, fold_quantize=fold_weights)
 
 

@@ -25,13 +25,8 @@ import numpy as np
 import torch
 
 from common.contract import contract_for, judge, measure, min_images, sqnr_db
-from quantize.pt2e import only_within, quantize_pt2e, xnnpack_quantizer
+from quantize.pt2e import batch_for, only_within, quantize_pt2e, xnnpack_quantizer
 
-
-
-def simulation_batch(size: int) -> int:
-    """The static batch of simulated graphs: large enough to amortise their per-op overhead."""
-    return 64 if size <= 64 else 8
 
 
 def units(model: torch.nn.Module) -> list[str]:
@@ -59,7 +54,7 @@ def mac_shares(model: torch.nn.Module, size: int, names: list[str]) -> dict[str,
 
 def _padded_logits(model, images: np.ndarray) -> np.ndarray:
     """Logits in batches of the simulation batch (the last one padded: simulated graphs are static)."""
-    out, batch = [], simulation_batch(images.shape[-1])
+    out, batch = [], batch_for(images.shape[-1])
     with torch.no_grad():
         for start in range(0, len(images), batch):
             chunk = images[start:start + batch]
@@ -84,7 +79,7 @@ class Study:
                  keep_float: list[str] = (), labels: np.ndarray | None = None):
         self.model, self.images, self.labels = deploy_model.eval(), images, labels
         self.units = [u for u in units(deploy_model) if u not in keep_float]
-        example = torch.from_numpy(np.resize(calibration, (simulation_batch(images.shape[-1]), *calibration.shape[1:])))
+        example = torch.from_numpy(np.resize(calibration, (batch_for(images.shape[-1]), *calibration.shape[1:])))
         self.graph = quantize_pt2e(deploy_model, example, calibration, xnnpack_quantizer(keep_float), fold_weights=False)
         self.reference = _padded_logits(deploy_model, images)
 
