@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runners import ArtifactError, Runner
+from .runners import ArtifactError, Runner, to_pixels
 
 
 class CoreAIRunner(Runner):
@@ -39,15 +39,12 @@ class CoreAIRunner(Runner):
         self.input_name = info["input"]["name"]
         self.logits_name = info.get("outputs", {}).get("logits", "logits")
         self.pixels = info["input"]["dtype"] == "uint8"  # --image-input: uint8 RGB frames, NHWC
-        pre = info["model"]["preprocess"]
-        self.mean = np.asarray(pre["mean"], np.float32).reshape(1, 3, 1, 1)
-        self.std = np.asarray(pre["std"], np.float32).reshape(1, 3, 1, 1)
         super().__init__(path, info["model"], info["precision"], info["input"]["shape"][0],
                          time.perf_counter() - start)
 
     def frames(self, x: np.ndarray) -> np.ndarray:
         """Normalized input -> the uint8 RGB frames (N, S, S, 3) an image-input asset takes."""
-        pixels = np.clip((x * self.std + self.mean) * 255.0, 0.0, 255.0).round()
+        pixels = to_pixels(x, self.meta["preprocess"]).round()
         return np.ascontiguousarray(pixels.astype(np.uint8).transpose(0, 2, 3, 1))
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:

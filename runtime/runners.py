@@ -21,6 +21,13 @@ class ArtifactError(UserError):
     """An artifact that cannot be loaded or run here; the message says why and what to do."""
 
 
+def to_pixels(x: np.ndarray, preprocess: dict) -> np.ndarray:
+    """Normalized NCHW input -> 0..255 RGB pixels (float): the preprocessing's normalisation undone."""
+    mean = np.asarray(preprocess["mean"], np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(preprocess["std"], np.float32).reshape(1, 3, 1, 1)
+    return np.clip((x * std + mean) * 255.0, 0.0, 255.0)
+
+
 def manifest_path(artifact: str | os.PathLike) -> Path:
     artifact = Path(artifact)
     return artifact.with_name(artifact.name + MANIFEST_SUFFIX)
@@ -188,15 +195,12 @@ class CoreMLRunner(Runner):
             self.engine = "mlprogram-numpy"
         self.input_name = manifest["input"]["name"]
         self.logits_name = manifest["outputs"]["logits"]
-        pre = manifest["model"]["preprocess"]
-        self.mean = np.asarray(pre["mean"], np.float32).reshape(1, 3, 1, 1)
-        self.std = np.asarray(pre["std"], np.float32).reshape(1, 3, 1, 1)
         super().__init__(path, manifest["model"], manifest["precision"], manifest["input"]["shape"][0],
                          time.perf_counter() - start)
 
     def pixels(self, x: np.ndarray) -> np.ndarray:
         """Normalized input -> the 0..255 RGB pixels the image input takes."""
-        return np.clip((x * self.std + self.mean) * 255.0, 0.0, 255.0)
+        return to_pixels(x, self.meta["preprocess"])
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:
         pixels = self.pixels(x)
