@@ -39,8 +39,9 @@ class Contract:
 
 
 CONTRACTS = {
-    "fp32": Contract("fp32", min_agreement=0.99, max_abs_diff=1e-3, random_inputs=True),
-    "fp16": Contract("fp16", min_agreement=0.99, min_cosine_p5=0.999, random_inputs=True),
+    # fp32 computes the same function: an exact numerical check, on any number of images
+    "fp32": Contract("fp32", max_abs_diff=1e-3, random_inputs=True),
+    "fp16": Contract("fp16", min_agreement=0.98, min_cosine_p5=0.999, random_inputs=True),
     "int8": Contract("int8", min_agreement=0.97, max_drop_points=1.0, min_cosine_p5=0.95),
     "linear8": Contract("linear8", min_agreement=0.98, max_drop_points=0.5, min_cosine_p5=0.99),
     "palettize6": Contract("palettize6", min_agreement=0.97, max_drop_points=1.0, min_cosine_p5=0.98),

@@ -157,6 +157,9 @@ def _check_counts(request: ConvertRequest) -> None:
             raise ConvertError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(request, name)}")
     if request.verify_images + request.verify_random < 1:
         raise ConvertError("verification needs at least one image: raise --verify-images or --verify-random")
+    if request.verify_images < 1 and (request.precision == "int8" or request.compress):
+        raise ConvertError(f"{request.compress or 'int8'} is judged on real images (the accuracy contract): "
+                           f"--verify-images must be >= 1")
 
 
 def _resolve_checkpoint(request: ConvertRequest) -> Path | None:

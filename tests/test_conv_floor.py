@@ -53,7 +53,7 @@ def test_bad_counts_exit_2(capsys):
 @pytest.mark.slow
 def test_onnx_floor_end_to_end(tmp_path, capsys):
     out = tmp_path / "floor.json"  # trained weights: int8 of random weights verifies only by luck (7-bit ONNX weights)
-    assert conv_floor.main(["--checkpoint", str(TRAINED), "--formats", "onnx", "--calib-size", "64", "--verify-images", "0",
+    assert conv_floor.main(["--checkpoint", str(TRAINED), "--formats", "onnx", "--calib-size", "64", "--verify-images", "200",
                             "--runs", "20", "--rounds", "2", "--json", str(out)]) == 0
     assert "int8 floor" in capsys.readouterr().out
     (row,) = json.loads(out.read_text())["results"]
