@@ -78,6 +78,7 @@ class Study:
     def __init__(self, deploy_model: torch.nn.Module, calibration: np.ndarray, images: np.ndarray,
                  keep_float: list[str] = (), labels: np.ndarray | None = None):
         self.model, self.images, self.labels = deploy_model.eval(), images, labels
+        self.calibration, self.keep_float = calibration, list(keep_float)
         self.units = [u for u in units(deploy_model) if u not in keep_float]
         example = torch.from_numpy(np.resize(calibration, (batch_for(images.shape[-1]), *calibration.shape[1:])))
         self.graph = quantize_pt2e(deploy_model, example, calibration, xnnpack_quantizer(keep_float), fold_weights=False)

@@ -6,7 +6,8 @@ search kept, and int8/fp32 latency measured interleaved in one run.
 
 A model is NAME=CHECKPOINT[:DATA[:random]] (DATA: the verification/calibration images; ``random``:
 untrained weights, judged by numerics). Core ML rows are verified with the mlprogram evaluator
-on Linux (no latency there); ``--coreml-images`` caps its real images (the bound accounts for it).
+on Linux (no latency there); ``--coreml-images`` caps its real images (the bound accounts for it);
+random-weight models are verified on 64 real images.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from runtime.text_table import text_table  # noqa: E402
 
 FORMATS = ("onnx", "executorch", "coreml")
 TIMED = ("onnx", "executorch")  # Core ML latency needs macOS
+RANDOM_IMAGES = 64  # random weights are judged by numerics, whose percentile needs few images (as tests/test_int8.py)
 
 
 def parse_model(spec: str) -> tuple[str, dict]:
@@ -46,7 +48,8 @@ def build(name: str, model: dict, fmt: str, precision: str, folder: Path, coreml
     request = ConvertRequest(checkpoint=model["checkpoint"], precision=precision, verify_data=model["data"],
                              calib=model["data"], random_weights=model["random_weights"],
                              output=folder / f"{name}_{precision}{suffix}", force=True,
-                             **({"verify_images": coreml_images} if fmt == "coreml" else {}))
+                             verify_images=RANDOM_IMAGES if model["random_weights"] else
+                             coreml_images if fmt == "coreml" else ConvertRequest.verify_images)
     try:
         return dict(convert(fmt, request))
     except (UserError, VerificationFailed) as err:
