@@ -2,6 +2,7 @@
 command-line output stays readable; ``--verbose`` (common/cli.py, via the environment) keeps the logs."""
 import contextlib
 import importlib
+import io
 import logging
 import os
 import sys
@@ -44,6 +45,17 @@ def native_logs_silenced():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def prints_silenced():
+    """Third-party ``print`` calls (ONNX Runtime's calibrators report their bins) are dropped inside the
+    block, unless verbose."""
+    if verbose():
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 @contextlib.contextmanager

@@ -135,3 +135,35 @@ def test_sensitivity_tool_says_when_its_sample_is_too_small_and_keeps_existing_o
     result = json.loads(out.read_text())
     assert result["images"] == 40 and result["warning"]
     assert {u["unit"] for u in result["units"]} == set(units(create_model(checkpoint_path=TRAINED)))
+
+
+def _two_convs(path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(0, 0.3, shape).astype(np.float32), name)
+               for name, shape in (("w1", (4, 3, 3, 3)), ("w2", (2, 4, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["hidden"], pads=[1, 1, 1, 1], name="c1"),
+             helper.make_node("Conv", ["hidden", "w2"], ["out"], name="c2")]
+    graph = helper.make_graph(nodes, "two_convs", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 8, 8])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_onnx_range_methods_differ_and_entropy_clips_rare_outliers(tmp_path):
+    """ORT's quantize_static alone gives entropy one candidate range (min/max); ours searches 2048 bins."""
+    import onnx
+    from onnx import numpy_helper
+    from quantize.onnxrt import METHODS, quantize_qdq
+    _two_convs(tmp_path / "fp32.onnx")
+    calibration = np.random.default_rng(1).normal(0, 1, (64, 3, 8, 8)).astype(np.float32)
+    calibration[::16, 0, 0, 0] = 40.0  # four outlier pixels in 12,288 values
+    scale = {}
+    for method in METHODS:
+        out = tmp_path / f"{method}.onnx"
+        assert quantize_qdq(tmp_path / "fp32.onnx", out, calibration, "input", method)["method"] == method
+        scale[method] = float(numpy_helper.to_array(next(i for i in onnx.load(str(out)).graph.initializer
+                                                         if i.name == "input_scale")))
+    assert scale["minmax"] >= 40 / 255
+    assert scale["entropy"] < 0.5 * scale["minmax"]  # 0.03% of values: the 99.999th percentile keeps them
+    assert scale["percentile"] <= scale["minmax"]

@@ -69,11 +69,12 @@ def row(name: str, fmt: str, manifest: dict, ratio: float | None) -> list[str]:
             "-" if ratio is None else f"{ratio:.2f}x", v["judged_by"]]
 
 
-def run_table(models: dict, runs: int, rounds: int, coreml_images: int, json_path: Path | None) -> int:
+def run_table(models: dict, runs: int, rounds: int, coreml_images: int, json_path: Path | None,
+              formats: tuple[str, ...] = FORMATS) -> int:
     results, targets = {}, []
     with tempfile.TemporaryDirectory(prefix="int8-table-") as tmp:
         for name, model in models.items():
-            for fmt in FORMATS:
+            for fmt in formats:
                 results[name, fmt] = build(name, model, fmt, "int8", Path(tmp), coreml_images)
                 print(f"{name} {fmt}: {results[name, fmt].get('error') or 'verified'}", flush=True)
                 if fmt in TIMED and "error" not in results[name, fmt]:
@@ -104,10 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--coreml-images", type=int, default=300, help="real images for Core ML rows (default 300)")
+    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated subset of {','.join(FORMATS)}")
     parser.add_argument("--json", type=Path, help="also write the table and manifests here")
     args = parser.parse_args(argv)
+    formats = tuple(args.formats.split(","))
+    if not formats or not set(formats) <= set(FORMATS):
+        parser.error(f"--formats {args.formats}: choose from {','.join(FORMATS)}")
     return run_cli(lambda: run_table(dict(parse_model(m) for m in args.models), args.runs, args.rounds,
-                                     args.coreml_images, args.json))
+                                     args.coreml_images, args.json, formats))
 
 
 if __name__ == "__main__":
