@@ -43,7 +43,8 @@ def quantize_pt2e(model: torch.nn.Module, example: torch.Tensor, calibration: np
         return convert_pt2e(prepared, fold_quantize=fold_weights)
 
 
-def _module_path(node: torch.fx.Node) -> str:
+def module_path(node: torch.fx.Node) -> str:
+    """The innermost module an exported node came from (its ``nn_module_stack``), or ''."""
     stack = list(node.meta.get("nn_module_stack", {}).values())
     return stack[-1][0] if stack else ""
 
@@ -64,7 +65,7 @@ def only_within(graph: torch.fx.GraphModule, units: Iterable[str]) -> torch.fx.G
                 or "quantize_per" not in str(source.target):
             continue
         for user in list(node.users):
-            if not inside(_module_path(user)):
+            if not inside(module_path(user)):
                 user.replace_input_with(node, source.args[0])
     graph.graph.eliminate_dead_code()
     graph.recompile()

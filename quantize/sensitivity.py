@@ -52,7 +52,7 @@ def mac_shares(model: torch.nn.Module, size: int, names: list[str]) -> dict[str,
     return {name: counts.get(name, 0) / total for name in names}
 
 
-def _padded_logits(model, images: np.ndarray) -> np.ndarray:
+def padded_logits(model, images: np.ndarray) -> np.ndarray:
     """Logits in batches of the simulation batch (the last one padded: simulated graphs are static)."""
     out, batch = [], batch_for(images.shape[-1])
     with torch.no_grad():
@@ -82,10 +82,10 @@ class Study:
         self.units = [u for u in units(deploy_model) if u not in keep_float]
         example = torch.from_numpy(np.resize(calibration, (batch_for(images.shape[-1]), *calibration.shape[1:])))
         self.graph = quantize_pt2e(deploy_model, example, calibration, xnnpack_quantizer(keep_float), fold_weights=False)
-        self.reference = _padded_logits(deploy_model, images)
+        self.reference = padded_logits(deploy_model, images)
 
     def logits(self, quantized: list[str]) -> np.ndarray:
-        return _padded_logits(only_within(self.graph, quantized), self.images)
+        return padded_logits(only_within(self.graph, quantized), self.images)
 
     def ranking(self) -> list[UnitFigures]:
         """Units, the ones to keep float first."""

@@ -27,8 +27,8 @@ import torch  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 from common.contract import measure  # noqa: E402
 from common.errors import UserError  # noqa: E402
-from quantize.pt2e import _module_path, batch_for, quantize_pt2e, xnnpack_quantizer  # noqa: E402
-from quantize.sensitivity import Study, _padded_logits, build_study  # noqa: E402
+from quantize.pt2e import module_path, batch_for, quantize_pt2e, xnnpack_quantizer  # noqa: E402
+from quantize.sensitivity import Study, padded_logits, build_study  # noqa: E402
 from runtime.quiet import quiet_third_party  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
@@ -53,7 +53,7 @@ class LocalError(torch.fx.Interpreter):
             rest = [self.env[a] if isinstance(a, torch.fx.Node) else a for a in node.args[2:]]
             error = out - node.target(x, w, *rest)
             dims = (0, 2, 3) if error.dim() == 4 else tuple(range(error.dim() - 1))
-            path = _module_path(node)
+            path = module_path(node)
             self.sums[path] = self.sums.get(path, 0) + error.double().mean(dims)
         return out
 
@@ -86,7 +86,7 @@ def study_rounds(study: Study, calibration: np.ndarray, rounds: int) -> list[dic
     model, figures = study.model, []
     for round_ in range(rounds + 1):
         graph = quantize_pt2e(model, example, calibration, xnnpack_quantizer(study.keep_float), fold_weights=False)
-        figures.append({"round": round_, **measure(study.reference, _padded_logits(graph, study.images),
+        figures.append({"round": round_, **measure(study.reference, padded_logits(graph, study.images),
                                                     len(study.images), study.labels)})
         if round_ < rounds:
             model = corrected(model, local_bias(graph, calibration, example.shape[0]))
