@@ -27,8 +27,8 @@ import torch  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 from common.contract import measure  # noqa: E402
 from common.errors import UserError  # noqa: E402
-from quantize.pt2e import module_path, batch_for, quantize_pt2e, xnnpack_quantizer  # noqa: E402
-from quantize.sensitivity import Study, padded_logits, build_study  # noqa: E402
+from quantize.pt2e import batch_for, module_path, quantize_pt2e, xnnpack_quantizer  # noqa: E402
+from quantize.sensitivity import Study, build_study, padded_logits  # noqa: E402
 from runtime.quiet import quiet_third_party  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
