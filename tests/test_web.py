@@ -41,10 +41,12 @@ LOGIT_TOLERANCE = {"fp32": 1e-3, "int8": 0.05}
 
 
 @pytest.fixture(scope="module")
-def models() -> dict[str, Path]:
-    """The shipped (trained, so confident) model's int8 and fp32 ONNX that apps/web.py serves by default:
-    built through the converter API on first use into artifacts/, reused after."""
-    return {p: web.default_artifact(p) for p in web.DEFAULT_PRECISIONS}
+def models(tmp_path_factory) -> dict[str, Path]:
+    """The shipped (trained, so confident) model's int8 and fp32 ONNX that apps/web.py serves by default,
+    built through the converter API into a temporary folder: tests leave the repository's artifacts/ alone."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(web, "ARTIFACTS_DIR", tmp_path_factory.mktemp("artifacts"))
+        return {p: web.default_artifact(p) for p in web.DEFAULT_PRECISIONS}
 
 
 def browser_test(test):
