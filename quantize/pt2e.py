@@ -15,6 +15,14 @@ def batch_for(size: int) -> int:
     return 128 if size <= 64 else 16
 
 
+def whole_batches(images: np.ndarray, batch: int):
+    """``images`` as tensors of exactly ``batch`` images (static graphs), the last padded with its last
+    image; yields (tensor, how many of its images are real)."""
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        yield torch.from_numpy(np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)])), len(chunk)
+
+
 def _prepared(model: torch.nn.Module, example: torch.Tensor, quantizer) -> torch.fx.GraphModule:
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
     return prepare_pt2e(torch.export.export(model.eval(), (example,), strict=False).module(), quantizer)
@@ -35,9 +43,8 @@ def quantize_pt2e(model: torch.nn.Module, example: torch.Tensor, calibration: np
         batch = max(example.shape[0], batch_for(example.shape[-1]))
         observing = prepared if batch == example.shape[0] else \
             _prepared(model, example[:1].expand(batch, *example.shape[1:]).contiguous(), quantizer)
-        for start in range(0, len(calibration), batch):
-            chunk = calibration[start:start + batch]
-            observing(torch.from_numpy(np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)])))
+        for padded, _ in whole_batches(calibration, batch):
+            observing(padded)
         if observing is not prepared:
             prepared.load_state_dict(observing.state_dict())
         return convert_pt2e(prepared, fold_quantize=fold_weights)

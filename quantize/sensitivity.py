@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from common.contract import contract_for, judge, measure, min_images, sqnr_db
-from quantize.pt2e import batch_for, only_within, quantize_pt2e, xnnpack_quantizer
+from quantize.pt2e import batch_for, only_within, quantize_pt2e, whole_batches, xnnpack_quantizer
 
 
 
@@ -54,13 +54,9 @@ def mac_shares(model: torch.nn.Module, size: int, names: list[str]) -> dict[str,
 
 def padded_logits(model, images: np.ndarray) -> np.ndarray:
     """Logits in batches of the simulation batch (the last one padded: simulated graphs are static)."""
-    out, batch = [], batch_for(images.shape[-1])
     with torch.no_grad():
-        for start in range(0, len(images), batch):
-            chunk = images[start:start + batch]
-            padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)])
-            out.append(model(torch.from_numpy(padded)).numpy()[:len(chunk)])
-    return np.concatenate(out)
+        return np.concatenate([model(padded).numpy()[:real] for padded, real in
+                               whole_batches(images, batch_for(images.shape[-1]))])
 
 
 @dataclass
@@ -80,8 +76,9 @@ class Study:
         self.model, self.images, self.labels = deploy_model.eval(), images, labels
         self.calibration, self.keep_float = calibration, list(keep_float)
         self.units = [u for u in units(deploy_model) if u not in keep_float]
-        example = torch.from_numpy(np.resize(calibration, (batch_for(images.shape[-1]), *calibration.shape[1:])))
-        self.graph = quantize_pt2e(deploy_model, example, calibration, xnnpack_quantizer(keep_float), fold_weights=False)
+        self.example = torch.from_numpy(np.resize(calibration, (batch_for(images.shape[-1]), *calibration.shape[1:])))
+        self.graph = quantize_pt2e(deploy_model, self.example, calibration, xnnpack_quantizer(keep_float),
+                                   fold_weights=False)
         self.reference = padded_logits(deploy_model, images)
 
     def logits(self, quantized: list[str]) -> np.ndarray:

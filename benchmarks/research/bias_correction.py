@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 from common.contract import measure  # noqa: E402
 from common.errors import UserError  # noqa: E402
-from quantize.pt2e import batch_for, module_path, quantize_pt2e, xnnpack_quantizer  # noqa: E402
+from quantize.pt2e import module_path, quantize_pt2e, whole_batches, xnnpack_quantizer  # noqa: E402
 from quantize.sensitivity import Study, build_study, padded_logits  # noqa: E402
 from runtime.quiet import quiet_third_party  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
@@ -62,9 +62,8 @@ def local_bias(graph: torch.fx.GraphModule, calibration: np.ndarray, batch: int)
     """Per module path, the mean per-channel error its op adds (calibration padded to whole batches)."""
     interpreter, count = LocalError(graph), 0
     with torch.no_grad():
-        for start in range(0, len(calibration), batch):
-            chunk = calibration[start:start + batch]
-            interpreter.run(torch.from_numpy(np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), 0)])))
+        for padded, _ in whole_batches(calibration, batch):
+            interpreter.run(padded)
             count += 1
     return {path: total / count for path, total in interpreter.sums.items()}
 
@@ -80,16 +79,16 @@ def corrected(model: torch.nn.Module, errors: dict[str, torch.Tensor]) -> torch.
     return model
 
 
-def study_rounds(study: Study, calibration: np.ndarray, rounds: int) -> list[dict]:
-    """The contract's figures of plain int8 (round 0) and after each correction round."""
-    example = torch.from_numpy(np.resize(calibration, (batch_for(calibration.shape[-1]), *calibration.shape[1:])))
-    model, figures = study.model, []
+def study_rounds(study: Study, rounds: int) -> list[dict]:
+    """The contract's figures of plain int8 (round 0: the study's own graph) and after each correction round."""
+    model, graph, figures = study.model, study.graph, []
     for round_ in range(rounds + 1):
-        graph = quantize_pt2e(model, example, calibration, xnnpack_quantizer(study.keep_float), fold_weights=False)
+        if round_:
+            model = corrected(model, local_bias(graph, study.calibration, study.example.shape[0]))
+            graph = quantize_pt2e(model, study.example, study.calibration, xnnpack_quantizer(study.keep_float),
+                                  fold_weights=False)
         figures.append({"round": round_, **measure(study.reference, padded_logits(graph, study.images),
                                                     len(study.images), study.labels)})
-        if round_ < rounds:
-            model = corrected(model, local_bias(graph, calibration, example.shape[0]))
     return figures
 
 
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.rounds < 0:
             raise UserError(f"--rounds must be >= 0, got {args.rounds}")
         study = build_study(args)
-        rows = study_rounds(study, study.calibration, args.rounds)
+        rows = study_rounds(study, args.rounds)
         print(text_table(["round", "top-1 agreement", "95% lower bound", "cosine p5", "SQNR dB", "delta top-1"],
                          [[str(f["round"]), f"{f['top1_agreement']:.2%}", f"{f['agreement_lower95']:.2%}",
                            f"{f['cosine_p5']:.4f}", f"{f['sqnr_db']:.2f}",
