@@ -30,11 +30,11 @@ def _check_size(size: int) -> None:
 
 def forward_bytes(config: ShuntedConfig, size: int, batch: int = 1) -> int:
     """A lower bound of a float32 forward pass's peak memory: the largest single activation (a stage's
-    MLP hidden layer or its attention scores; stage i has (size / 2**(i+2))**2 tokens)."""
+    MLP hidden layer or its attention scores; stage i has (size / (stem stride * 2**i))**2 tokens)."""
     largest = 0
     for i, (dim, heads, mlp, ratio) in enumerate(zip(config.embed_dims, config.num_heads, config.mlp_ratios,
                                                      config.sr_ratios)):
-        tokens = (size >> (i + 2)) ** 2
+        tokens = (size // (config.stem_total_stride << i)) ** 2
         keys = tokens // ratio ** 2 + tokens // max(ratio // 2, 1) ** 2 if ratio > 1 else 2 * tokens  # per head pair
         largest = max(largest, tokens * dim * mlp, heads // 2 * tokens * keys)
     return 4 * batch * largest
@@ -78,9 +78,15 @@ def make_meta(variant: str, num_classes: int, input_size: int, labels: list[str]
             "preprocess": preprocess or imagenet_preprocess(input_size), **extra}
 
 
+def _layer_shapes(config: ShuntedConfig) -> tuple:
+    return config.depths, config.stem_convs, config.embed_dims
+
+
 def _check_variant(name: str, state_dict: dict, source: str) -> None:
+    """CheckpointError unless the weights fit ``name``'s layers (variants that differ only in strides
+    share their weights' shapes)."""
     found = identify_variant(state_dict)
-    if found is not None and found != name:
+    if found is not None and _layer_shapes(VARIANTS[found]) != _layer_shapes(VARIANTS[name]):
         raise CheckpointError(f"{source} is a {found} checkpoint, not {name}; use --model {found} "
                               f"(create_model('{found}', ...))")
 

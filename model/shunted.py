@@ -30,6 +30,12 @@ class ShuntedConfig:
     mlp_ratios: tuple[int, ...] = (8, 8, 4, 4)
     sr_ratios: tuple[int, ...] = (8, 4, 2, 1)
     norm_eps: float = 1e-6
+    stem_stride: int = 2  # of the 7x7 conv; 1 for small photos (total stride 16 instead of 32)
+
+    @property
+    def stem_total_stride(self) -> int:
+        """Pixels per stage-1 token side: the 7x7 conv's stride times the 2x2 patch conv's."""
+        return 2 * self.stem_stride
 
 
 VARIANTS: dict[str, ShuntedConfig] = {
@@ -44,6 +50,11 @@ VARIANTS: dict[str, ShuntedConfig] = {
     "shunted_micro": ShuntedConfig(
         depths=(1, 2, 3, 1), stem_convs=0, embed_dims=(48, 96, 192, 384),
         num_heads=(2, 4, 8, 16), mlp_ratios=(6, 6, 4, 4)),
+    # nano for small photos (CIFAR-10 at 32 px): a stride-1 7x7 conv gives stage 1 a 16x16 grid at
+    # 32 px, the grid nano has at 64 px, at the same MACs and with no upsampling of the input.
+    "shunted_nano_s16": ShuntedConfig(
+        depths=(1, 1, 2, 1), stem_convs=0, embed_dims=(32, 64, 128, 256),
+        num_heads=(2, 4, 8, 16), mlp_ratios=(4, 4, 4, 4), stem_stride=1),
 }
 
 INPUT_MULTIPLE = 32  # total stride of the network
@@ -200,11 +211,12 @@ class ShuntedBlock(nn.Module):
 
 
 class Stem(nn.Module):
-    """7x7/2 conv-BN-ReLU, extra 3x3 conv-BN-ReLU pairs, then a 2x2/2 patch conv and LN (stride 4)."""
+    """7x7 conv-BN-ReLU (stride 2; 1 for small photos), extra 3x3 conv-BN-ReLU pairs, then a 2x2/2
+    patch conv and LN (total stride 4, or 2)."""
 
-    def __init__(self, width: int, extra_convs: int):
+    def __init__(self, width: int, extra_convs: int, stride: int = 2):
         super().__init__()
-        layers = [nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        layers = [nn.Conv2d(3, width, 7, stride=stride, padding=3, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
         for _ in range(extra_convs):
             layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
         self.convs = nn.Sequential(*layers)
@@ -248,7 +260,7 @@ class ShuntedTransformer(nn.Module):
         rates = torch.linspace(0, drop_path_rate, sum(config.depths)).tolist()
         stages, prev = [], 0
         for i, depth in enumerate(config.depths):
-            entry = Stem(dims[0], config.stem_convs) if i == 0 else Downsample(dims[i - 1], dims[i])
+            entry = Stem(dims[0], config.stem_convs, config.stem_stride) if i == 0 else Downsample(dims[i - 1], dims[i])
             blocks = [ShuntedBlock(dims[i], config.num_heads[i], config.mlp_ratios[i], config.sr_ratios[i],
                                    config.norm_eps, rates[prev + j]) for j in range(depth)]
             stages.append(Stage(entry, blocks, dims[i], config.norm_eps))

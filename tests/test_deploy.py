@@ -50,6 +50,13 @@ def test_deploy_form_keeps_logits_and_leaves_the_model_alone(backend, size):
         assert torch.equal(value, state[key]), key
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deploy_form_of_the_stride_16_variant(backend):
+    model, x, before = with_outputs(32, "shunted_nano_s16")
+    with torch.no_grad():
+        torch.testing.assert_close(deploy_form(model, backend, 32)(x), before, atol=1e-4, rtol=1e-4)
+
+
 def test_unknown_backend_and_norm_form_are_named():
     with pytest.raises(ValueError, match="xnnpack"):
         deploy_form(create_model("shunted_nano"), "tflite", 32)

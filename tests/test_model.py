@@ -5,7 +5,7 @@ import torch
 from model import CheckpointError, create_model, list_models, save_checkpoint
 from model.graph_stats import count_macs, export, graph_stats
 
-EDGE = ["shunted_nano", "shunted_micro"]
+EDGE = ["shunted_nano", "shunted_micro", "shunted_nano_s16"]
 
 
 def test_list_models_has_published_and_edge_variants():
@@ -75,6 +75,21 @@ def test_head_replaced_only_on_request(tmp_path):
         model = create_model("shunted_nano", num_classes=3, checkpoint_path=path, reset_head=True,
                              labels=["a", "b", "c"])
     assert model.head.out_features == 3 and model.meta["labels"] == ["a", "b", "c"]
+
+
+def test_small_photo_variant_has_nanos_weights_and_a_finer_grid(tmp_path):
+    nano, s16 = create_model("shunted_nano", num_classes=10), create_model("shunted_nano_s16", num_classes=10)
+    assert [p.shape for p in nano.parameters()] == [p.shape for p in s16.parameters()]
+    grids = []
+    for stage in s16.stages:
+        stage.register_forward_hook(lambda module, args, out: grids.append(out.shape[-1]))
+    with torch.no_grad():
+        s16.eval()(torch.randn(1, 3, 32, 32))
+    assert grids == [16, 8, 4, 2]  # nano's grid at 64 px, from a 32 px photo
+    path = save_checkpoint(tmp_path / "s16.pt", s16, s16.meta)
+    assert create_model(checkpoint_path=path).config.stem_stride == 1  # its own variant, not refused as nano
+    with pytest.raises(CheckpointError, match="shunted_nano"):
+        create_model("shunted_micro", checkpoint_path=path)
 
 
 def test_wrong_variant_is_named(tmp_path):

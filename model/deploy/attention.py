@@ -146,7 +146,7 @@ def fold_attention_scales(model: nn.Module) -> None:
 def collapse_single_tokens(model: nn.Module, input_size: int) -> None:
     """Replace the scale-folded attentions that see one K/V token at ``input_size`` by their single-token forms."""
     for i, stage in enumerate(model.stages):
-        tokens = input_size // (4 * 2 ** i)  # the stem has stride 4, each later stage 2
+        tokens = input_size // (model.config.stem_total_stride * 2 ** i)  # each later stage halves the grid
         for block in stage.blocks:
             if tokens == block.attn.sr_ratio:
                 single = SingleTokenAttention if tokens == 1 else SingleTokenCoarseAttention
