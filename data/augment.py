@@ -24,10 +24,11 @@ def epoch_uniforms(seed: int, epoch: int, n: int, k: int) -> np.ndarray:
 def pad_crop_flip(pixels: np.ndarray, pad: int, u: np.ndarray) -> np.ndarray:
     """Vectorized random crop with zero padding plus horizontal flip.
 
-    ``pixels``: uint8 ``(N, H, W)``; ``u``: ``(N, 3)`` uniforms (row offset, column offset, flip).
+    ``pixels``: uint8 ``(N, H, W)`` or ``(N, H, W, C)``; ``u``: ``(N, 3)`` uniforms (row offset,
+    column offset, flip).
     """
-    n, h, w = pixels.shape
-    padded = np.pad(pixels, ((0, 0), (pad, pad), (pad, pad)))
+    n, h, w = pixels.shape[:3]
+    padded = np.pad(pixels, ((0, 0), (pad, pad), (pad, pad)) + ((0, 0),) * (pixels.ndim - 3))
     offsets = (u[:, :2] * (2 * pad + 1)).astype(np.int64)
     rows = offsets[:, 0, None] + np.arange(h)
     cols = offsets[:, 1, None] + np.arange(w)

@@ -382,3 +382,79 @@ def test_encoded_jpeg_roundtrip_through_loader(tmp_path: Path) -> None:
     (tmp_path / "red.jpg").write_bytes(buffer.getvalue())
     out = preprocess_image(load_image(tmp_path / "red.jpg"), SMALL_SPEC)
     assert out[0].mean() > 1.0 and out[1].mean() < -1.5
+
+
+# ---------------------------------------------------------------- CIFAR-10
+
+def make_cifar(root: Path, per_class: int = 3, archive: bool = False) -> Path:
+    """A CIFAR-10-layout folder (or .tar.gz of it) of random 32x32 JPEGs, ``per_class`` per split."""
+    from data.cifar10 import CLASSES
+    rng = np.random.default_rng(0)
+    folder = root / "cifar"
+    for split in ("train", "test"):
+        for cls in CLASSES:
+            (folder / split / cls).mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    folder / split / cls / f"{i:04d}.jpg", quality=95)
+    if not archive:
+        return folder
+    import tarfile
+    path = root / "cifar.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for split in ("train", "test"):
+            tar.add(folder / split, arcname=split)
+    return path
+
+
+def test_cifar10_archive_and_folder_read_the_same(tmp_path: Path) -> None:
+    from data.cifar10 import load_cifar10
+    folder = make_cifar(tmp_path, per_class=10)
+    archive = make_cifar(tmp_path / "a", per_class=10, archive=True)
+    for split in ("train", "test"):
+        a, b = load_cifar10(folder, split), load_cifar10(archive, split)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        assert a[0].shape == (100, 32, 32, 3) and np.bincount(a[1]).tolist() == [10] * 10
+    train = build_dataset(f"cifar10:{archive}", "train", None)
+    val = build_dataset(f"cifar10:{archive}", "val", None)
+    assert (len(train), len(val), len(build_dataset(f"cifar10:{archive}", "test", None))) == (90, 10, 100)
+    image, label = train[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and 0 <= label < 10
+
+
+def test_cifar10_augmentation_is_seeded_and_keeps_colour(tmp_path: Path) -> None:
+    folder = make_cifar(tmp_path)
+    first = build_dataset(f"cifar10:{folder}", "train", None, train=True, seed=1)
+    again = build_dataset(f"cifar10:{folder}", "train", None, train=True, seed=1)
+    assert torch.equal(first[3][0], again[3][0])
+    first.set_epoch(1)
+    assert not torch.equal(first[3][0], again[3][0])  # another epoch, other crops
+    crops = first.pixels(slice(None))
+    assert crops.shape == first.images.shape  # random crop with padding keeps 32x32x3
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "not found"), ("not cifar", "no CIFAR-10 test split"), ("wrong size", "not 32x32"),
+    ("damaged archive", "not a readable CIFAR-10 archive")])
+def test_cifar10_bad_sources_say_what_to_pass(tmp_path: Path, case: str, message: str) -> None:
+    path = tmp_path / "x"
+    if case == "not cifar":
+        (path / "test" / "tiger").mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(path / "test" / "tiger" / "0.jpg")
+    elif case == "wrong size":
+        (path / "test" / "cat").mkdir(parents=True)
+        Image.new("RGB", (64, 48)).save(path / "test" / "cat" / "0.jpg")
+    elif case == "damaged archive":
+        path = tmp_path / "x.tar.gz"
+        path.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(DataError, match=message):
+        build_dataset(f"cifar10:{path}", "test", None)
+
+
+def test_shipped_cifar10_subset_is_the_whole_test_split() -> None:
+    from data.cifar10 import SHIPPED, load_cifar10
+    images, labels = load_cifar10(SHIPPED, "test")
+    assert images.shape == (10_000, 32, 32, 3) and np.bincount(labels).tolist() == [1_000] * 10
+    train_images, train_labels = load_cifar10(SHIPPED, "train")
+    assert np.bincount(train_labels).tolist() == [250] * 10
