@@ -1,6 +1,7 @@
-"""Train or fine-tune a Shunted Transformer on Fashion-MNIST or an image folder.
+"""Train or fine-tune a Shunted Transformer on CIFAR-10, Fashion-MNIST or an image folder.
 
     python train/train.py --data fashion-mnist --img-size 32 --epochs 14 --output runs/fmnist
+    torchrun --nproc_per_node=2 train/train.py --data cifar10:cifar10-jpg.tar.gz --compile ...
     torchrun --nproc_per_node=4 train/train.py ...            (DDP: NCCL on GPUs, gloo on CPU)
     python train/train.py --resume runs/fmnist/last.pt --epochs 20     (continue a run)
     python train/train.py --checkpoint shunted_t.pth --reset-head --data my_images/ --img-size 224
@@ -29,7 +30,8 @@ from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset  # noqa: E402
 
 from common.outputs import check_output, create_parents  # noqa: E402
-from data import DataError, build_dataset, fashion_mnist_preprocess, imagenet_preprocess  # noqa: E402
+from data import (DataError, build_dataset, cifar10_preprocess, dataset_name, fashion_mnist_preprocess,  # noqa: E402
+                  imagenet_preprocess)
 from model import create_model, list_models, make_meta  # noqa: E402
 from train import cli, distributed  # noqa: E402
 from train.evaluate import class_counts, summarize  # noqa: E402
@@ -42,7 +44,9 @@ from train.state import (read_training_state, rng_state, save_training_checkpoin
 DEFAULTS = {"model": "shunted_nano", "data": "fashion-mnist", "img_size": None, "epochs": 14,
             "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 1.0,
             "label_smoothing": 0.1, "drop_path": 0.0, "clip_grad": 1.0, "seed": 0, "workers": None,
-            "output": "runs/train", "final": None, "weights_dtype": "float32", "steps": None, "amp": "auto"}
+            "output": "runs/train", "final": None, "weights_dtype": "float32", "steps": None, "amp": "auto",
+            "compile": False}
+NAMED_SPECS = {"fashion-mnist": fashion_mnist_preprocess, "cifar10": cifar10_preprocess}  # default size 32
 WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
@@ -51,8 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.Parser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
                 formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=None)
     p.add_argument("--model", choices=list_models(), help=f"variant (default {DEFAULTS['model']})")
-    p.add_argument("--data", help="'fashion-mnist', 'fashion-mnist:DIR' or a folder with one sub-folder per class")
-    p.add_argument("--img-size", type=int, help="input size, a multiple of 32 (default 32 for fashion-mnist, else 224)")
+    p.add_argument("--data", help="'cifar10:PATH' (archive or folder), 'fashion-mnist[:DIR]' or a folder with one "
+                                  "sub-folder per class")
+    p.add_argument("--img-size", type=int, help="input size, a multiple of 32 (default 32 for cifar10 and "
+                                                "fashion-mnist, else 224)")
     p.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"per process (default {DEFAULTS['batch_size']})")
     p.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {DEFAULTS['lr']})")
@@ -73,6 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --checkpoint: new randomly initialised head for the data's classes")
     p.add_argument("--steps", type=int, help="cap on steps per epoch (quick tests)")
     p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision on CUDA (default auto: bf16, else fp16)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the training step (about 1.5x faster on CPU after a 2-minute compile)")
     return p.parse_args(argv)
 
 
@@ -93,10 +101,6 @@ def resolve(args: argparse.Namespace, saved: dict | None) -> dict:
             bounds = f"{'>=' if low_ok else '>'} {low}" + (f" and < {high}" if high is not None else "")
             raise cli.TrainError(f"--{key.replace('_', '-')} must be {bounds}, got {value}")
     return config
-
-
-def is_fashion_mnist(source: str) -> bool:
-    return source.split(":", 1)[0] == "fashion-mnist"
 
 
 def check_outputs(args: argparse.Namespace, config: dict) -> tuple[Path, Path]:
@@ -121,8 +125,9 @@ def build_model(args: argparse.Namespace, config: dict, spec: dict, classes: lis
                          img_size=config["img_size"], reset_head=args.reset_head, labels=classes,
                          drop_path_rate=config["drop_path"])
     source = f"train/train.py on {config['data']}" + (f" from {Path(args.checkpoint).name}" if args.checkpoint else "")
+    # a named data set is recorded by name (read where this machine keeps it), a folder by its path
     model.meta = make_meta(model.meta["variant"], len(classes), config["img_size"], classes, spec, source=source,
-                           dataset=str(config["data"]))
+                           dataset=dataset_name(config["data"]) or str(config["data"]))
     return model
 
 
@@ -172,9 +177,10 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
         model.meta = saved["meta"]
         data = load_data(config, model.meta["preprocess"], ctx)
     else:
+        named = dataset_name(config["data"])
         if config["img_size"] is None:
-            config["img_size"] = 32 if is_fashion_mnist(config["data"]) else 224
-        spec = (fashion_mnist_preprocess if is_fashion_mnist(config["data"]) else imagenet_preprocess)(config["img_size"])
+            config["img_size"] = 32 if named else 224
+        spec = NAMED_SPECS.get(named, imagenet_preprocess)(config["img_size"])
         data = load_data(config, spec, ctx)
         model = build_model(args, config, spec, data.train_set.classes)
     meta, classes = model.meta, data.train_set.classes
@@ -190,6 +196,7 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
     scaler = precision.scaler(ctx.device)
     ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
         if ctx.world_size > 1 else model
+    step_model = torch.compile(ddp, dynamic=False) if config["compile"] else ddp  # the last batch: one more graph
     criterion = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
 
     start_epoch, history = 0, []
@@ -209,7 +216,7 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
     for epoch in range(start_epoch, config["epochs"]):
         data.sampler.set_epoch(epoch)
         data.train_set.set_epoch(epoch)
-        stats = train_one_epoch(ddp, data.train_loader, steps, optimizer=optimizer, scheduler=scheduler,
+        stats = train_one_epoch(step_model, data.train_loader, steps, optimizer=optimizer, scheduler=scheduler,
                                 scaler=scaler, criterion=criterion, precision=precision,
                                 clip_grad=config["clip_grad"], ctx=ctx, desc=f"epoch {epoch + 1}/{config['epochs']}")
         distributed.broadcast_buffers(model, ctx)
