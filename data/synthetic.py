@@ -72,3 +72,25 @@ def make_shapes_folder(root: Path, per_class: int, size: int = 72, seed: int = 0
         for i in range(per_class):
             _save(draw(kind, size, rng), folder / f"{kind}_{i:04d}", _SAVE_MODES[i % len(_SAVE_MODES)])
     return Path(root)
+
+
+def scene_free_images(n: int, size: int = 96, seed: int = 0) -> list[Image.Image]:
+    """``n`` RGB images that show no object: uniform noise, smooth colour fields (coarse noise
+    enlarged bicubically) and flat colours with a linear gradient, in turn. For measuring how
+    often a classifier declines to name what is not there."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(-1.0, 1.0, size)
+    images = []
+    for i in range(n):
+        kind = i % 3
+        if kind == 0:
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        elif kind == 1:
+            coarse = rng.integers(0, 256, (int(rng.integers(2, 9)),) * 2 + (3,), dtype=np.uint8)
+            pixels = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC))
+        else:
+            base, slope = rng.uniform(0, 255, 3), rng.uniform(-60, 60, 3)
+            direction = ramp[:, None] if rng.random() < 0.5 else ramp[None, :]
+            pixels = np.clip(base + slope * direction[..., None], 0, 255).astype(np.uint8)
+        images.append(Image.fromarray(pixels))
+    return images

@@ -272,3 +272,16 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, meta: dict,
             torch.save({"format": FORMAT, "meta": meta, "state_dict": state_dict, "extra": extra or {}}, tmp)
         publish(tmp, path, force=overwrite)
     return path
+
+
+def save_with_meta(source: str | os.PathLike, path: str | os.PathLike, meta: dict, overwrite: bool = False) -> Path:
+    """Copy our checkpoint ``source`` to ``path`` with its metadata replaced by ``meta``; tensors and
+    the rest of the file (training history) stay as they are."""
+    source, path = Path(source), Path(path)
+    stored = _torch_load(source) if source.suffix != ".safetensors" else None
+    if not (isinstance(stored, dict) and stored.get("format") == FORMAT):
+        raise CheckpointError(f"{source} is not a shunted-edge .pt checkpoint; save it with save_checkpoint first")
+    with partial(path) as tmp:
+        torch.save({**stored, "meta": meta}, tmp)
+        publish(tmp, path, force=overwrite)
+    return path

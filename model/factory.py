@@ -139,8 +139,11 @@ def create_model(name: str | None = None, num_classes: int | None = None, checkp
         load_state(model, checkpoint, source, skip=skip)
     preprocess = meta.get("preprocess") if meta.get("input_size") == img_size else None
     dataset = meta.get("dataset") if keep_labels is not None else None  # a new head means new data
-    untrained = bool(meta.get("random_weights")) and keep_labels is meta.get("labels")  # trained once fine-tuned
+    same_head = keep_labels is meta.get("labels")
+    untrained = bool(meta.get("random_weights")) and same_head  # trained once fine-tuned
+    abstain = meta.get("abstain") if same_head and preprocess else None  # measured on this head and input
     model.meta = make_meta(name, classes, img_size, labels=labels or keep_labels, preprocess=preprocess,
                            source=str(Path(checkpoint_path).name) if checkpoint_path else None,
-                           **({"dataset": dataset} if dataset else {}), **({"random_weights": True} if untrained else {}))
+                           **({"dataset": dataset} if dataset else {}), **({"random_weights": True} if untrained else {}),
+                           **({"abstain": abstain} if abstain else {}))
     return model
