@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from apps import AppError
+from common.abstain import AbstainRule, softmax
 from data.preprocess import preprocess_image
 from runtime import ArtifactError, load_artifact
 
@@ -19,15 +20,24 @@ COREML_SUFFIXES = (".mlpackage", ".mlmodel")
 class Prediction:
     topk: list[tuple[str, float]]  # (label, probability), most likely first
     ms: float  # inference time of the runtime call
+    abstained: bool = False  # the model's rule says "not sure": the top-k are guesses
 
 
 class Classifier:
-    """A loaded artifact plus the preprocessing and labels from its manifest or checkpoint."""
+    """A loaded artifact plus the preprocessing, labels and abstention rule from its manifest or checkpoint."""
 
     def __init__(self, runner, topk: int):
         self.runner, self.topk = runner, topk
         self.spec = runner.meta["preprocess"]
+        self.rule = AbstainRule.from_meta(runner.meta)
         self.runtime = f"{runner.format} {runner.precision}"
+
+    def knows(self) -> str:
+        """What the model can name: its classes and the data set they come from."""
+        labels, meta = self.runner.labels, self.runner.meta
+        dataset = meta.get("dataset") or ("ImageNet" if meta["num_classes"] == 1000 else "its training data")
+        named = ", ".join(labels) if labels and len(labels) <= 12 else f"{meta['num_classes']} classes"
+        return f"knows {named} ({dataset})"
 
     def label(self, index: int) -> str:
         labels = self.runner.labels
@@ -36,12 +46,12 @@ class Classifier:
     def __call__(self, image: np.ndarray) -> Prediction:
         x = preprocess_image(image, self.spec, color_order="BGR")[None]
         start = time.perf_counter()
-        logits = self.runner.run(x)[0].astype(np.float64)
+        logits = self.runner.run(x)[0]
         ms = (time.perf_counter() - start) * 1e3
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        probs = softmax(logits)
         best = np.argsort(-probs, kind="stable")[:self.topk]
-        return Prediction([(self.label(int(i)), float(probs[i])) for i in best], ms)
+        abstained = bool(self.rule.abstains(probs[best[0]])) if self.rule else False
+        return Prediction([(self.label(int(i)), float(probs[i])) for i in best], ms, abstained)
 
 
 def open_classifier(weights: Path, threads: int | None, topk: int) -> Classifier:

@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--source", default="0", help="camera index (default 0), video file, image, folder of "
                    "images or stream URL (rtsp://, http://)")
     p.add_argument("--weights", type=Path, default=SHIPPED_CHECKPOINT, help="artifact: .pt/.pth/.safetensors "
-                   "checkpoint, .onnx, .pte, or .mlpackage on macOS (default: weights/shunted_nano_fmnist.pt)")
+                   "checkpoint, .onnx, .pte, or .mlpackage on macOS (default: "
+                   f"{SHIPPED_CHECKPOINT.relative_to(ROOT)})")
     p.add_argument("--threads", type=positive, default=DEFAULT_THREADS, help="inference threads (default: "
                    f"cores - 1 = {DEFAULT_THREADS}, leaving a core to capture, decode and draw)")
     p.add_argument("--topk", type=positive, default=3, help="labels shown per frame (default 3)")
@@ -60,9 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def report(frame: Frame, prediction: Prediction, as_json: bool) -> None:
     if as_json:
         line = json.dumps({"frame": frame.index, "source": frame.name, "inference_ms": round(prediction.ms, 3),
-                           "topk": [{"label": label, "prob": round(prob, 6)} for label, prob in prediction.topk]})
+                           "topk": [{"label": label, "prob": round(prob, 6)} for label, prob in prediction.topk],
+                           "abstained": prediction.abstained})
     else:
         labels = ", ".join(f"{label} {prob:.1%}" for label, prob in prediction.topk)
+        labels = f"not sure (guesses: {labels})" if prediction.abstained else labels
         line = f"frame {frame.index} {frame.name}: {labels} ({prediction.ms:.1f} ms)"
     print(line, flush=True)
 
@@ -75,7 +78,7 @@ def classify(source: Source, classifier: Classifier, out: Window | VideoSink | I
         while (frame := grabber.get()) is not None:
             prediction = classifier(frame.image)
             stats.tick(prediction.ms)
-            image = draw_overlay(frame.image, prediction, stats.fps, classifier.runtime)
+            image = draw_overlay(frame.image, prediction, stats.fps, classifier.runtime, classifier.knows())
             if isinstance(out, Window):
                 if not out.show(image):
                     break
@@ -115,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         if out is None:
             out = open_sink(source, args.output, args.force)
         classifier = open_classifier(args.weights, args.threads, args.topk)
+        print(f"{args.weights.name}: {classifier.knows()}; "
+              + (f"says \"not sure\" below top-1 probability {classifier.rule.threshold:.2f}" if classifier.rule
+                 else "no abstention rule (always names its best guess)"), file=sys.stderr)
         if not args.headless and not isinstance(out, Window):
             print(f"note: no display; running headless, writing {out.path}", file=sys.stderr)
     except BaseException:

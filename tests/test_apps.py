@@ -55,7 +55,7 @@ def check_json_lines(lines: list[str], frames: int, source: str, runtime: str) -
     *per_frame, last = records
     assert [r["frame"] for r in per_frame] == list(range(frames))
     for r in per_frame:
-        assert set(r) == {"frame", "source", "topk", "inference_ms"} and r["source"] == source
+        assert set(r) == {"frame", "source", "topk", "inference_ms", "abstained"} and r["source"] == source
         probs = [t["prob"] for t in r["topk"]]
         assert len(probs) == 3 and probs == sorted(probs, reverse=True)
         assert all(t["label"] in FASHION_MNIST_CLASSES for t in r["topk"])
@@ -250,3 +250,32 @@ def test_onnx_artifact_gives_the_checkpoints_results(checkpoint, video, tmp_path
         assert [t["label"] for t in torch_result["topk"]] == [t["label"] for t in onnx_result["topk"]]
         np.testing.assert_allclose([t["prob"] for t in torch_result["topk"]],
                                    [t["prob"] for t in onnx_result["topk"]], atol=1e-4)
+
+
+# --- the shipped model on photos it never saw ----------------------------------------------------
+SAMPLES = ROOT / "apps" / "samples"
+NAMED = {"dog.jpg": "dog", "eagle.jpg": "bird", "horses.jpg": "horse"}  # full-resolution photos of its classes
+
+
+def test_shipped_model_names_real_photos_and_says_what_it_knows(tmp_path, capsys):
+    code, lines = run_demo(capsys, "--source", SAMPLES, "--headless", "--json", "--output", tmp_path / "out")
+    assert code == 0
+    said = {r["source"]: r for r in map(json.loads, lines[:-1])}
+    for name, label in NAMED.items():
+        assert said[name]["topk"][0]["label"] == label and not said[name]["abstained"], said[name]
+    assert all(isinstance(r["abstained"], bool) for r in said.values())
+    knows = capsys.readouterr().err
+    assert "knows airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck (cifar10)" in knows
+    assert 'says "not sure" below top-1 probability' in knows
+
+
+def test_overlay_says_not_sure_and_dims_the_guesses():
+    from apps.classifier import Prediction
+    from apps.overlay import BAR, GUESS_BAR, draw_overlay
+    sure, unsure = (draw_overlay(np.zeros((240, 320, 3), np.uint8), Prediction([("cat", 0.9), ("dog", 0.05)], 1.0, a),
+                                 10.0, "onnx int8", "knows cat, dog (pets)") for a in (False, True))
+    def has(image, bgr):
+        return np.all(image == bgr, axis=2).any()
+    assert has(sure, BAR) and not has(sure, GUESS_BAR)
+    assert has(unsure, GUESS_BAR) and not has(unsure, BAR)
+    assert sure[-20:].any()  # the "knows" line at the bottom

@@ -2,7 +2,7 @@
 // URL parameters: model=<name in models.json>, backend=webgpu|wasm, threads=N, topk=K.
 // For automation the latest result is JSON in #result and window.lastRun holds the frame's pixels,
 // the model input and the logits.
-import { describeBackend, infer, listModels, loadModel, topk } from "./model.js";
+import { abstains, describeBackend, describeModel, infer, listModels, loadModel, topk } from "./model.js";
 import { drawOverlay } from "./overlay.js";
 import { preprocess } from "./preprocess.js";
 
@@ -38,6 +38,7 @@ async function useModel(entry) {
   try {
     state.model = await loadModel(entry, options);
     note("model", `${entry.name}: ${state.model.precision} on ${describeBackend(state.model)}`);
+    $("knows").textContent = describeModel(state.model.meta);
     if (state.source?.kind === "image") state.source.done = false;
   } catch (err) {
     fail("model", err);
@@ -130,6 +131,7 @@ async function step(source, model) {
   const input = preprocess(frame.data, width, height, model.meta.preprocess);
   const { logits, ms } = await infer(model, input);
   const best = topk(logits, model.meta.labels, TOPK);
+  const abstained = abstains(model.meta, best[0].prob);
   const now = performance.now();
   const instant = 1000 / Math.max(now - state.last, 1e-6);
   state.fps = state.frames ? SMOOTHING * state.fps + (1 - SMOOTHING) * instant : instant;
@@ -139,11 +141,11 @@ async function step(source, model) {
   const scale = Math.max(1, MIN_VIEW / Math.min(width, height));
   Object.assign(view.canvas, { width: Math.round(width * scale), height: Math.round(height * scale) });
   view.drawImage(grab.canvas, 0, 0, view.canvas.width, view.canvas.height);
-  drawOverlay(view, { topk: best, ms }, state.fps, `${describeBackend(model)} · ${model.precision}`);
+  drawOverlay(view, { topk: best, ms, abstained }, state.fps, `${describeBackend(model)} · ${model.precision}`);
 
   const result = {
     top1: best[0].label, prob: Number(best[0].prob.toFixed(6)), ms: Number(ms.toFixed(3)), backend: model.backend,
-    threads: model.threads, precision: model.precision, source: source.name, frames: state.frames,
+    threads: model.threads, precision: model.precision, source: source.name, frames: state.frames, abstained,
   };
   $("result").textContent = JSON.stringify(result);
   window.lastRun = { frame, input, logits, result };

@@ -63,6 +63,26 @@ export async function infer(model, input) {
   return { logits: outputs[model.session.outputNames[0]].data, ms };
 }
 
+// The model's "not sure" rule (common/abstain.py): top-1 probability below the measured floor.
+export function abstains(meta, top1Prob) {
+  return Boolean(meta.abstain) && top1Prob < meta.abstain.threshold;
+}
+
+const DATASETS = { cifar10: "CIFAR-10 photos", "fashion-mnist": "Fashion-MNIST clothing" };
+
+// One line for the page: the classes, their data set, the frame preprocessing and the rule.
+export function describeModel(meta) {
+  const labels = meta.labels ?? [];
+  const dataset = DATASETS[String(meta.dataset).split(":")[0]] ?? meta.dataset ?? "its training data";
+  const named = labels.length && labels.length <= 12 ? labels.join(", ") : `${meta.num_classes} classes`;
+  const p = meta.preprocess;
+  const rule = meta.abstain
+    ? `says "not sure" below ${(meta.abstain.threshold * 100).toFixed(0)}% top-1 probability`
+    : "no abstention rule: always names its best guess";
+  return `Knows ${named} (${dataset}). Each frame: shorter side resized to ${p.resize} px (${p.interpolation}), ` +
+    `centre ${p.crop}×${p.crop} crop${p.grayscale ? ", grey" : ""}. ${rule[0].toUpperCase()}${rule.slice(1)}.`;
+}
+
 // Softmax of the logits (in float64), the k most likely (label, probability) pairs first.
 export function topk(logits, labels, k) {
   const max = Math.max(...logits);
