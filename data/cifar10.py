@@ -18,14 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
-from .augment import epoch_uniforms, pad_crop_flip
 from .errors import DataError
-from .preprocess import preprocess_image, validate_preprocess
-from .splits import check_split, limit_indices, stratified_split
+from .in_memory import InMemorySplit
+from .splits import check_split
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 MEAN = [0.4914, 0.4822, 0.4465]
@@ -103,48 +100,14 @@ def load_cifar10(root: str | Path | None, file_split: str) -> tuple[np.ndarray, 
     return _load(path, path.stat().st_mtime, file_split)
 
 
-class Cifar10(Dataset):
-    """CIFAR-10 split yielding ``(float32 tensor (3, S, S), int label)``.
-
-    "train"/"val" are a seeded stratified split of the training images (``val_fraction``), "test"
-    is the test split. ``train=True`` adds a random crop with ``PAD`` zero padding and a horizontal
-    flip, drawn per epoch (call ``set_epoch``). ``limit`` keeps the first N of a ``seed``-permutation.
-    """
+class Cifar10(InMemorySplit):
+    """A CIFAR-10 split (:class:`InMemorySplit`) of the archive or folder ``root``; augmentation pads by
+    ``PAD`` pixels."""
 
     def __init__(self, root: str | Path | None = None, split: str = "train",
                  spec: dict[str, Any] | None = None, train: bool = False, seed: int = 0,
                  limit: int | None = None, val_fraction: float = 0.1, split_seed: int = 0) -> None:
         check_split(split)
-        self.spec = validate_preprocess(spec if spec is not None else cifar10_preprocess())
-        self.split, self.train, self.seed, self.epoch = split, train, seed, 0
-        self._draws: tuple[int, np.ndarray] | None = None
-        self.classes = list(CLASSES)
         images, labels = load_cifar10(root, "test" if split == "test" else "train")
-        indices = np.arange(len(labels))
-        if split != "test":
-            train_idx, val_idx = stratified_split(labels, (1 - val_fraction, val_fraction), split_seed)
-            indices = train_idx if split == "train" else val_idx
-        indices = limit_indices(indices, limit, seed)
-        self.images = images[indices]
-        self.targets: list[int] = labels[indices].tolist()
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation draws of ``epoch`` (call before each training epoch)."""
-        self.epoch = epoch
-
-    def pixels(self, index: slice) -> np.ndarray:
-        """uint8 ``(n, 32, 32, 3)`` of ``index``, augmented when ``train``."""
-        pixels = self.images[index]
-        if not self.train:
-            return pixels
-        if self._draws is None or self._draws[0] != self.epoch:
-            self._draws = self.epoch, epoch_uniforms(self.seed, self.epoch, len(self.images), 3)
-        return pad_crop_flip(pixels, PAD, self._draws[1][index])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        index = range(len(self))[index]
-        pixels = self.pixels(slice(index, index + 1))[0]
-        return torch.from_numpy(preprocess_image(pixels, self.spec)), self.targets[index]
+        super().__init__(images, labels, CLASSES, split, spec if spec is not None else cifar10_preprocess(),
+                         train, seed, limit, PAD, val_fraction, split_seed)

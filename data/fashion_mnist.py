@@ -12,13 +12,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from .augment import epoch_uniforms, pad_crop_flip
 from .errors import DataError
 from .idx import read_idx
-from .preprocess import fashion_mnist_preprocess, preprocess_batch, preprocess_image, validate_preprocess
-from .splits import check_split, limit_indices, stratified_split
+from .in_memory import InMemorySplit
+from .preprocess import fashion_mnist_preprocess, preprocess_batch
+from .splits import check_split
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -55,53 +54,17 @@ def load_fashion_mnist(root: str | Path | None, file_split: str) -> tuple[np.nda
     return images, labels
 
 
-class FashionMNIST(Dataset):
-    """Fashion-MNIST split yielding ``(float32 tensor (3, S, S), int label)``.
-
-    "train"/"val" are a seeded stratified split of the 60k training file (``val_fraction``,
-    ``split_seed``; independent of ``seed``), "test" is the 10k file. ``train=True`` adds a random
-    crop with ``PAD`` zero padding and a horizontal flip, drawn per epoch (call ``set_epoch``).
-    ``limit`` keeps the first N of a ``seed``-permutation of the split.
-    """
+class FashionMNIST(InMemorySplit):
+    """A Fashion-MNIST split (:class:`InMemorySplit`): "train"/"val" from the 60k training file, "test"
+    the 10k file; augmentation pads by ``PAD`` pixels."""
 
     def __init__(self, root: str | Path | None = None, split: str = "train",
                  spec: dict[str, Any] | None = None, train: bool = False, seed: int = 0,
                  limit: int | None = None, val_fraction: float = 0.1, split_seed: int = 0) -> None:
         check_split(split)
-        if not 0 < val_fraction < 1:
-            raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction!r}")
-        self.spec = validate_preprocess(spec if spec is not None else fashion_mnist_preprocess())
-        self.split, self.train, self.seed, self.epoch = split, train, seed, 0
-        self._draws: tuple[int, np.ndarray] | None = None
-        self.classes = list(CLASSES)
         images, labels = load_fashion_mnist(root, "test" if split == "test" else "train")
-        indices = np.arange(len(labels))
-        if split != "test":
-            train_idx, val_idx = stratified_split(labels, (1 - val_fraction, val_fraction), split_seed)
-            indices = train_idx if split == "train" else val_idx
-        indices = limit_indices(indices, limit, seed)
-        self.images = images[indices]
-        self.targets: list[int] = labels[indices].tolist()
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation draws of ``epoch`` (call before each training epoch)."""
-        self.epoch = epoch
-
-    def _pixels(self, index: slice) -> np.ndarray:
-        pixels = self.images[index]
-        if not self.train:
-            return pixels
-        if self._draws is None or self._draws[0] != self.epoch:
-            self._draws = self.epoch, epoch_uniforms(self.seed, self.epoch, len(self.images), 3)
-        return pad_crop_flip(pixels, PAD, self._draws[1][index])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        index = range(len(self))[index]
-        pixels = self._pixels(slice(index, index + 1))[0]
-        return torch.from_numpy(preprocess_image(pixels, self.spec)), self.targets[index]
+        super().__init__(images, labels, CLASSES, split, spec if spec is not None else fashion_mnist_preprocess(),
+                         train, seed, limit, PAD, val_fraction, split_seed)
 
     def as_tensor(self, spec: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole split as ``(float32 (N, 3, S, S), int64 (N,))`` in a few seconds for 60k images.
@@ -109,5 +72,5 @@ class FashionMNIST(Dataset):
         With the dataset's own spec (the default) this equals per-item loading exactly, including
         the current epoch's augmentation when ``train``.
         """
-        images = preprocess_batch(self._pixels(slice(None)), spec if spec is not None else self.spec)
+        images = preprocess_batch(self.pixels(slice(None)), spec if spec is not None else self.spec)
         return torch.from_numpy(images), torch.tensor(self.targets, dtype=torch.int64)
