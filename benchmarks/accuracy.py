@@ -1,6 +1,6 @@
 """Accuracy of any artifact on a dataset, and its agreement with the fp32 PyTorch reference.
 
-    python benchmarks/accuracy.py artifacts/nano_32_fp32.onnx                  # Fashion-MNIST test set
+    python benchmarks/accuracy.py artifacts/nano_32_fp32.onnx                  # its model's dataset, test split
     python benchmarks/accuracy.py a.onnx b.pte --reference weights/x.pt --data /data/imagenet --limit 5000
 
 Top-1/top-5 in %, top-1 agreement with the fp32 PyTorch model (share of images where both predict
@@ -34,7 +34,6 @@ from common.outputs import check_output, write_output  # noqa: E402
 from runtime.machine import physical_cores  # noqa: E402
 from runtime.text_table import text_table  # noqa: E402
 
-DEFAULT_DATA = "fashion-mnist"
 DEFAULT_COREML_LIMIT = 500
 EVALUATOR_NOTE = "Core ML via the numpy ML Program evaluator (Linux), first {n} images"
 # Apple's Core AI runtime on Linux: a reference CPU path at about 45 ms per image of the default
@@ -74,10 +73,11 @@ def summarize(top5: np.ndarray, labels: np.ndarray, reference_top1: np.ndarray |
 
 # --- data -------------------------------------------------------------------------------------
 def resolve_split(data: str, split: str) -> str:
-    """``split`` for Fashion-MNIST and folders with train/ + val/ (or test/) sub-folders; "all" for a
+    """``split`` for CIFAR-10, Fashion-MNIST and folders with train/ + val/ (or test/) sub-folders; "all" for a
     plain class-per-folder tree such as ImageNet val, whose every image is evaluation data."""
+    from data import dataset_name
     text = str(data)
-    if text == DEFAULT_DATA or text.startswith(DEFAULT_DATA + ":") or not Path(text).is_dir():
+    if dataset_name(text) or not Path(text).is_dir():
         return split
     root = Path(text)
     return split if (root / "train").is_dir() and ((root / "val").is_dir() or (root / "test").is_dir()) else "all"
@@ -270,19 +270,36 @@ def reference_for(artifact: Path) -> Path | None:
     return None
 
 
-def artifact_spec(artifact: Path) -> dict:
-    """The preprocessing an artifact expects (its manifest, or the checkpoint's metadata)."""
-    from model import create_model
+def artifact_meta(artifact: Path) -> dict:
+    """The model metadata of an artifact (its manifest, or the checkpoint's)."""
+    from model import read_checkpoint
     from runtime import ArtifactError, checked_manifest
     if artifact.suffix.lower() in CHECKPOINT_SUFFIXES:
-        return create_model(checkpoint_path=artifact).meta["preprocess"]
+        return read_checkpoint(artifact).meta
     manifest = checked_manifest(artifact)
     if manifest is None:
         if artifact.suffix.lower() == ".onnx":
             from runtime import load_artifact
-            return load_artifact(artifact).meta["preprocess"]
+            return load_artifact(artifact).meta
         raise ArtifactError(f"no manifest next to {artifact}: its preprocessing is unknown; re-export it")
-    return manifest["model"]["preprocess"]
+    return manifest["model"]
+
+
+def artifact_spec(artifact: Path) -> dict:
+    """The preprocessing an artifact expects (its manifest, or the checkpoint's metadata)."""
+    from model import create_model
+    if artifact.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return create_model(checkpoint_path=artifact).meta["preprocess"]
+    return artifact_meta(artifact)["preprocess"]
+
+
+def model_dataset(artifact: Path) -> str:
+    """The dataset an artifact's model was trained on (its metadata); DataError if it names none."""
+    from data import DataError
+    dataset = artifact_meta(artifact).get("dataset")
+    if not dataset:
+        raise DataError(f"{artifact} does not name its dataset: pass --data")
+    return dataset
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -295,8 +312,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("artifacts", nargs="+", type=Path, help=".pt/.safetensors, .onnx, .pte or .mlpackage")
     parser.add_argument("--reference", type=Path, help="fp32 checkpoint to compare with (default: the checkpoint "
                         "named in the artifact's manifest, when it is present with the same sha256)")
-    parser.add_argument("--data", default=DEFAULT_DATA, help="'fashion-mnist', 'fashion-mnist:DIR' or an image "
-                        "folder in ImageNet val layout (one sub-folder per class)")
+    parser.add_argument("--data", help="'cifar10[:PATH]', 'fashion-mnist[:DIR]' or an image folder in ImageNet "
+                        "val layout (one sub-folder per class); default: the first artifact's dataset")
     parser.add_argument("--split", default="test", help="split to evaluate (default test); a folder without "
                         "train/ and val/ sub-folders (ImageNet val layout) is evaluated whole")
     parser.add_argument("--limit", type=int, help="evaluate the first N images of a seeded permutation")
@@ -363,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             check_artifact(artifact)
         if args.json:
             check_output(args.json, args.force, "--json")
+        args.data = args.data or model_dataset(args.artifacts[0])
         rows = evaluate_rows(args)
         header = ["artifact", "status", "n", "top-1 %", "top-5 %", "agreement %", "delta top-1", "note"]
         lines = [[Path(r["artifact"]).name, r["status"] if r["status"] != "error" else f"error: {r['error'][:90]}",

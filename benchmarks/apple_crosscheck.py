@@ -15,6 +15,7 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
+from benchmarks.accuracy import model_dataset  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 
 PAIR = ("coreai:fp16", "coreml:fp16")  # the report's specs compared
@@ -67,12 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(description="Core AI fp16 vs Core ML fp16 logits on the same test images.")
     parser.add_argument("coreai", type=Path, help=".aimodel (convert/to_coreai.py --precision fp16)")
     parser.add_argument("coreml", type=Path, help=".mlpackage (convert/to_coreml.py)")
-    parser.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' (default) or an image folder")
+    parser.add_argument("--data", help="'cifar10', 'fashion-mnist' or an image folder (default: the model's dataset)")
     parser.add_argument("--images", type=int, default=500, help="test images (default 500)")
     args = parser.parse_args(argv)
 
     def run() -> None:
-        images = first_images(args.coreai, args.data, "test", args.images)
+        data = args.data or model_dataset(args.coreai)
+        images = first_images(args.coreai, data, "test", args.images)
         print(describe(cross_check(args.coreai, args.coreml, images)))
     return run_cli(run)
 

@@ -1,6 +1,6 @@
 """The accuracy-vs-latency report: build (or reuse) every artifact, measure accuracy and latency.
 
-    python benchmarks/report.py                                   # default model on Fashion-MNIST test
+    python benchmarks/report.py                                   # default model on its own test split
     python benchmarks/report.py --model shunted_t --imgsz 224     # random weights: latency only
     python benchmarks/report.py --model shunted_t --checkpoint t.pth --data /data/imagenet --limit 5000
 
@@ -27,10 +27,10 @@ import platform  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime  # noqa: E402
 
-from benchmarks.accuracy import DEFAULT_COREML_LIMIT, DEFAULT_DATA  # noqa: E402
+from benchmarks.accuracy import DEFAULT_COREML_LIMIT  # noqa: E402
 from benchmarks.latency import DEFAULT_OMP_WAIT_POLICY  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
-from common.defaults import ARTIFACTS_DIR, RUNS_DIR  # noqa: E402
+from common.defaults import ARTIFACTS_DIR, RANDOM_WEIGHTS_DATA, ROOT, RUNS_DIR, SHIPPED_CHECKPOINT  # noqa: E402
 from common.outputs import OutputError, check_folder  # noqa: E402
 from runtime.machine import cpu_features, cpu_model, cuda_available, machine_description, physical_cores  # noqa: E402
 
@@ -61,9 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = Parser(description="Accuracy-vs-latency report of every artifact of a model.")
     parser.add_argument("--model", choices=list_models(), help="variant; without --checkpoint: random weights "
                         "(latency only, accuracy n/a)")
-    parser.add_argument("--checkpoint", type=Path, help="weights (default: weights/shunted_nano_fmnist.pt)")
-    parser.add_argument("--data", default=DEFAULT_DATA, help="'fashion-mnist' (default) or an image folder in "
-                        "ImageNet val layout (one sub-folder per class)")
+    parser.add_argument("--checkpoint", type=Path, help=f"weights (default: {SHIPPED_CHECKPOINT.relative_to(ROOT)})")
+    parser.add_argument("--data", help="'cifar10[:PATH]', 'fashion-mnist[:DIR]' or an image folder in ImageNet val "
+                        "layout (one sub-folder per class); default: the checkpoint's dataset (random weights: "
+                        f"{RANDOM_WEIGHTS_DATA}, for int8 calibration)")
     parser.add_argument("--split", default="test", help="split for accuracy (default test)")
     parser.add_argument("--imgsz", type=int, help="input size (default: the checkpoint's; 224 for random weights)")
     parser.add_argument("--threads", type=int, help=f"threads for every runtime (default: physical cores, "
@@ -105,7 +106,7 @@ def run_report(args: argparse.Namespace) -> None:
     """Build, measure and render one report into a new run folder."""
     from benchmarks import latency
     from benchmarks.apple_crosscheck import report_cross_check
-    from benchmarks.report_build import build_all, parse_spec, resolve_weights
+    from benchmarks.report_build import ReportError, build_all, parse_spec, resolve_weights
     from benchmarks.report_measure import Accuracy, latency_targets, make_rows, measure_accuracy
     from benchmarks.report_render import document, markdown_table, plot_or_note, write
     from convert.manifest import versions
@@ -118,6 +119,9 @@ def run_report(args: argparse.Namespace) -> None:
     weights = resolve_weights(args.checkpoint, args.model, args.imgsz, args.artifacts_dir)
     for note in weights.notes:
         print(note, file=sys.stderr)
+    args.data = args.data or weights.meta.get("dataset") or (RANDOM_WEIGHTS_DATA if weights.random else None)
+    if not args.data:
+        raise ReportError(f"{weights.path} does not name its dataset: pass --data")
     run_dir = make_run_dir(args.runs_dir, started)
     print(f"report: {run_dir}", file=sys.stderr)
     threads = args.threads or physical_cores()

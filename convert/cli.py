@@ -31,7 +31,7 @@ def build_parser(converter: Converter) -> Parser:
                         help=f"one of {', '.join(converter.precisions)} (default {converter.precisions[0]})")
     if converter.compressions:
         parser.add_argument("--compress", choices=converter.compressions, help="weight-only compression")
-    parser.add_argument("--calib", help="int8 calibration: fashion-mnist, an image folder or a .npy array "
+    parser.add_argument("--calib", help="int8 calibration: cifar10, fashion-mnist, an image folder or a .npy array "
                         "(default: the checkpoint's dataset)")
     parser.add_argument("--calib-size", type=int, help="calibration images (default 1024 up to 64 px, fewer "
                         "above; at most half of a small training split)")
@@ -46,7 +46,7 @@ def build_parser(converter: Converter) -> Parser:
                         help=f"int8: most candidate artifacts the search builds (default {DEFAULTS.search_budget})")
     parser.add_argument("--random-weights", action="store_true", help="the weights are untrained: judge "
                         "reduced precisions by numerics only (their top-1 decisions are near-ties)")
-    parser.add_argument("--verify-data", help="dataset for verification images: fashion-mnist or an image folder "
+    parser.add_argument("--verify-data", help="dataset for verification images: cifar10, fashion-mnist or an image folder "
                         "(default: the checkpoint's dataset)")
     parser.add_argument("--verify-images", type=int, default=DEFAULTS.verify_images,
                         help=f"most real images that judge the artifact (default {DEFAULTS.verify_images})")

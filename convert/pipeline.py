@@ -69,7 +69,7 @@ class Job:
         if self._calibration is None:
             source = self.request.calib or self.meta.get("dataset")
             if source is None:
-                raise ConvertError("int8 needs calibration images: pass --calib fashion-mnist, an image folder "
+                raise ConvertError("int8 needs calibration images: pass --calib cifar10, fashion-mnist, an image folder "
                                    "or a .npy array of preprocessed images")
             self._calibration = calibration_batch(source, self.meta, self.request.calib_size)
         return self._calibration

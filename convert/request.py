@@ -19,7 +19,7 @@ class ConvertRequest:
     batch: int = 1
     precision: str | None = None
     compress: str | None = None  # weight-only compression (formats that offer it)
-    calib: str | None = None  # int8 calibration: 'fashion-mnist', an image folder or a .npy array
+    calib: str | None = None  # int8 calibration: 'cifar10', 'fashion-mnist', an image folder or a .npy array
     calib_size: int | None = None  # None: quantize.calibration.calibration_count
     calib_method: str | None = None  # activation ranges; None: the format's first (chosen by measurement)
     float_modules: tuple[str, ...] = ()  # int8: modules kept float

@@ -22,7 +22,7 @@ def _flat_folder(folder: Path, spec: dict, limit: int, seed: int) -> np.ndarray:
         except DataError:
             continue
     if not images:
-        raise DataError(f"no readable images in {folder} for calibration; pass 'fashion-mnist' or a folder of images")
+        raise DataError(f"no readable images in {folder} for calibration; pass 'cifar10', 'fashion-mnist' or a folder of images")
     return preprocess_batch(images, spec)
 
 
@@ -61,7 +61,7 @@ def calibration_count(source: str, meta: dict, requested: int | None) -> int:
 
 
 def calibration_batch(source: str, meta: dict, limit: int | None = None, seed: int = 0) -> np.ndarray:
-    """(N, 3, S, S) float32 calibration inputs from 'fashion-mnist', an image folder or a .npy file.
+    """(N, 3, S, S) float32 calibration inputs from 'cifar10', 'fashion-mnist', an image folder or a .npy file.
 
     Images are resized/cropped to the model's input size by its own preprocessing spec. The
     training split is used (a seeded prefix of it), so evaluation data stays unseen; ``limit``

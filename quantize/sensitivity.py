@@ -137,7 +137,7 @@ def parse_args(argv: list[str] | None):
     parser = Parser(description="Per-unit int8 sensitivity and the mixed precision the accuracy contract asks for.")
     parser.add_argument("--checkpoint", type=Path, help="weights (default: the shipped model)")
     parser.add_argument("--model", help="variant, for random weights without --checkpoint")
-    parser.add_argument("--data", help="fashion-mnist or an image folder (default: the checkpoint's dataset)")
+    parser.add_argument("--data", help="cifar10, fashion-mnist or an image folder (default: the checkpoint's dataset)")
     parser.add_argument("--calib-size", type=int, help="calibration images (default as the converters)")
     parser.add_argument("--held-out", type=int, default=1000, help="most real images to measure on (default 1000)")
     parser.add_argument("--output", type=Path, help="JSON file (default: <checkpoint>.sensitivity.json)")
@@ -158,7 +158,7 @@ def build_study(args) -> Study:
     model = create_model(args.model, checkpoint_path=checkpoint).eval()
     source = args.data or model.meta.get("dataset")
     if source is None:
-        raise DataError("pass --data (fashion-mnist or an image folder with class sub-folders)")
+        raise DataError("pass --data (cifar10, fashion-mnist or an image folder with class sub-folders)")
     calibration = calibration_batch(source, model.meta, args.calib_size)
     images, labels, classes = held_out_images(source, model.meta["preprocess"], args.held_out, len(calibration), 0)
     deploy = deploy_form(model, "xnnpack", model.meta["input_size"])
@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_party()
 
     def run() -> int:
-        output = args.output or Path(f"{args.checkpoint or args.model or 'shunted_nano_fmnist'}.sensitivity.json")
+        from common.defaults import SHIPPED_CHECKPOINT
+        output = args.output or Path(f"{args.checkpoint or args.model or SHIPPED_CHECKPOINT.stem}.sensitivity.json")
         if output.exists() and not args.force:
             raise UserError(f"{output} already exists; pass --force to overwrite it or choose another --output")
         if not output.parent.is_dir():

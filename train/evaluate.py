@@ -1,6 +1,6 @@
 """Top-1/top-5 accuracy of a checkpoint on a dataset split, written as the accuracy reference JSON.
 
-    python train/evaluate.py weights/shunted_nano_fmnist.pt --data fashion-mnist --split test
+    python train/evaluate.py weights/shunted_nano_s16_cifar10.pt --split test   (its own dataset)
 
 Preprocessing comes from the checkpoint's metadata (official ImageNet checkpoints carry none and
 get the ImageNet evaluation spec: resize 256 bicubic, center crop 224, ImageNet mean/std).
@@ -81,8 +81,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256,
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = cli.Parser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="checkpoint file (ours, official Shunted, state dict, .safetensors)")
-    parser.add_argument("--data", default="fashion-mnist",
-                        help="'fashion-mnist', 'fashion-mnist:DIR' or an image folder (default: fashion-mnist)")
+    parser.add_argument("--data", help="'cifar10[:PATH]', 'fashion-mnist[:DIR]' or an image folder (default: "
+                                       "the checkpoint's dataset)")
     parser.add_argument("--split", default="test", help="train, val or test (default: test)")
     parser.add_argument("--model", help="variant name (default: from the checkpoint)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> dict:
     check_output(output, args.force)
     model = create_model(args.model, checkpoint_path=args.checkpoint)
     meta = model.meta
+    args.data = args.data or meta.get("dataset")
+    if not args.data:
+        raise DataError(f"{args.checkpoint} does not name its dataset: pass --data")
     dataset = build_dataset(args.data, args.split, meta["preprocess"], limit=args.limit)
     if len(dataset) == 0:
         raise DataError(f"split {args.split!r} of {args.data} holds no images; pick another split")

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="weights (default: the shipped model)")
     parser.add_argument("--model", help="variant, for random weights without --checkpoint")
-    parser.add_argument("--data", help="fashion-mnist or an image folder (default: the checkpoint's dataset)")
+    parser.add_argument("--data", help="cifar10, fashion-mnist or an image folder (default: the checkpoint's dataset)")
     parser.add_argument("--calib-size", type=int, help="calibration images (default as the converters)")
     parser.add_argument("--held-out", type=int, default=1000, help="most real images to judge on (default 1000)")
     parser.add_argument("--rounds", type=int, default=2, help="correction rounds (default 2)")
