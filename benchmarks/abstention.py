@@ -71,6 +71,12 @@ def ood_images(source: str, spec: dict) -> np.ndarray:
     return preprocess_batch([load_image(p) for p in files], spec)
 
 
+def source_name(source: str) -> str:
+    """How a source is named in the figures: a folder by its own name (no path of this machine)."""
+    from data import dataset_name
+    return source if source == SCENE_FREE or dataset_name(source) else Path(source).name + "/"
+
+
 def measure(model, data: str, ood: list[str], keep: float) -> dict:
     """The floor chosen on the even test images, its figures on the odd ones and on ``ood``, and the
     same for the other ``SWEEP`` targets (what a stricter or looser floor would give)."""
@@ -81,7 +87,7 @@ def measure(model, data: str, ood: list[str], keep: float) -> dict:
     logits = model_logits(model, np.concatenate(list(eval_set.batches(512))))
     conf, correct = confidence(logits), logits.argmax(1) == eval_set.labels
     choose, judge = np.arange(len(conf)) % 2 == 0, np.arange(len(conf)) % 2 == 1
-    ood_conf = {source: confidence(model_logits(model, ood_images(source, spec))) for source in ood}
+    ood_conf = {source_name(source): confidence(model_logits(model, ood_images(source, spec))) for source in ood}
 
     def figures(threshold: float) -> dict:
         answered = judge & (conf >= threshold)

@@ -8,7 +8,7 @@ from data import FASHION_MNIST_CLASSES, fashion_mnist_preprocess
 from model import create_model, save_checkpoint
 
 TINY_SIZE = 32
-TRAINED = Path(__file__).resolve().parents[1] / "weights" / "shunted_nano_fmnist.pt"  # the shipped default model
+TRAINED = Path(__file__).resolve().parents[1] / "weights" / "shunted_nano_fmnist.pt"  # the shipped Fashion-MNIST model
 
 
 @pytest.fixture(scope="session")
