@@ -102,6 +102,9 @@ def print_summary(summary: dict, as_json: bool) -> None:
     print(f"summary: {s['frames']} frames, {s['skipped']} skipped (corrupt), {s['dropped']} dropped (stale) | "
           f"inference mean {s['inference_ms_mean']:.2f} ms, median {s['inference_ms_median']:.2f} ms | "
           f"end-to-end {s['fps']:.1f} FPS over {s['seconds']:.1f} s | {s['runtime']}")
+    rule = (f'says "not sure" below top-1 probability {s["not_sure_below"]:.2f}' if s["not_sure_below"] is not None
+            else "no abstention rule (always names its best guess)")
+    print(f"model: {s['model']}; {rule}")
     if "output" in s:
         print(f"wrote {s['output']}" if s["output"] else "nothing written (no frames)")
 
@@ -118,9 +121,6 @@ def run(args: argparse.Namespace) -> int:
         if out is None:
             out = open_sink(source, args.output, args.force)
         classifier = open_classifier(args.weights, args.threads, args.topk)
-        print(f"{args.weights.name}: {classifier.knows()}; "
-              + (f"says \"not sure\" below top-1 probability {classifier.rule.threshold:.2f}" if classifier.rule
-                 else "no abstention rule (always names its best guess)"), file=sys.stderr)
         if not args.headless and not isinstance(out, Window):
             print(f"note: no display; running headless, writing {out.path}", file=sys.stderr)
     except BaseException:
@@ -129,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = classify(source, classifier, out, args)
         summary["runtime"] = classifier.runtime
+        summary["model"] = classifier.knows()
+        summary["not_sure_below"] = classifier.rule.threshold if classifier.rule else None
         if isinstance(out, Window):
             out.close()
         else:

@@ -94,7 +94,9 @@ def test_text_output_avi_and_no_display_means_headless(checkpoint, video, tmp_pa
     assert code == 0
     assert [line.split(":")[0] for line in lines[:5]] == [f"frame {i} shapes.mp4" for i in range(5)]
     assert lines[5].startswith("summary: 5 frames, 0 skipped (corrupt), 0 dropped (stale)")
-    assert lines[6] == "wrote shapes_annotated.mp4" and len(read_video(tmp_path / "shapes_annotated.mp4")[0]) == 5
+    assert lines[6] == ("model: knows T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot "
+                        "(fashion-mnist); no abstention rule (always names its best guess)")
+    assert lines[7] == "wrote shapes_annotated.mp4" and len(read_video(tmp_path / "shapes_annotated.mp4")[0]) == 5
     code, lines = run_demo(capsys, "--headless", "--source", video, "--weights", checkpoint, "--output", "a.avi")
     assert code == 0 and len(read_video(tmp_path / "a.avi")[0]) == FRAMES
 
@@ -268,9 +270,9 @@ def test_cifar10_model_on_photos_says_what_it_knows_and_when_it_is_not_sure(tmp_
     assert set(said) == {p.name for p in SAMPLES.glob("*.jpg")}
     for record in said.values():  # "not sure" exactly when the best guess is below the model's floor
         assert record["abstained"] == rule.abstains(record["topk"][0]["prob"]), record
-    knows = printed.err
-    assert "knows airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck (cifar10)" in knows
-    assert f'says "not sure" below top-1 probability {rule.threshold:.2f}' in knows
+    summary = json.loads(printed.out.splitlines()[-1])["summary"]
+    assert summary["model"] == "knows airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck (cifar10)"
+    assert summary["not_sure_below"] == rule.threshold
 
 
 def test_overlay_says_not_sure_and_dims_the_guesses():
