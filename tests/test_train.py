@@ -106,6 +106,14 @@ def test_finetune_with_reset_head_gets_new_labels(folder, tmp_path):
     assert report["checkpoint_sha256"] == file_sha256(out / "final.pt") and 0 <= report["top1"] <= report["top5"]
 
 
+def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(folder, tmp_path, capsys):
+    model = train_cli.run(["--data", str(folder), "--epochs", "1", "--amp", "bf16", "--output", str(tmp_path), *QUICK])
+    history = training_state(tmp_path / "last.pt")["extra"]["history"]
+    assert np.isfinite(history[0]["loss"]) and next(model.parameters()).dtype == torch.float32
+    assert train_cli.main(["--data", str(folder), "--amp", "fp16", "--output", str(tmp_path / "b"), *QUICK]) == 2
+    assert "--amp fp16 needs a CUDA GPU" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["empty folder", "missing idx", "bad path", "unwritable output"])
 def test_user_mistakes_exit_2_with_one_line(case, tmp_path):
     (tmp_path / "empty").mkdir()

@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reset-head", action="store_true", default=False,
                    help="with --checkpoint: new randomly initialised head for the data's classes")
     p.add_argument("--steps", type=int, help="cap on steps per epoch (quick tests)")
-    p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision on CUDA (default auto: bf16, else fp16)")
+    p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision: CUDA auto = bf16, else fp16; CPU: bf16 (faster on CPUs with native bf16) or off (default auto)")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the training step (about 1.5x faster on CPU after a 2-minute compile)")
     return p.parse_args(argv)
