@@ -12,6 +12,7 @@ from .checkpoint import CheckpointError, describe_architecture, identify_variant
 from .shunted import INPUT_MULTIPLE, VARIANTS, ShuntedConfig, ShuntedTransformer, build, check_input_size
 
 DEFAULT_INPUT_SIZE = 224
+IMAGENET_CLASSES = 1000  # the head of the published checkpoints (ILSVRC-2012)
 
 
 class ModelError(UserError, ValueError):
@@ -142,6 +143,9 @@ def create_model(name: str | None = None, num_classes: int | None = None, checkp
     same_head = keep_labels is meta.get("labels")
     untrained = bool(meta.get("random_weights")) and same_head  # trained once fine-tuned
     abstain = meta.get("abstain") if same_head and preprocess else None  # measured on this head and input
+    if keep_labels is None and classes == ckpt_classes == IMAGENET_CLASSES and not untrained:
+        from data.imagenet import imagenet_labels  # official weights carry no class names
+        keep_labels = imagenet_labels()
     model.meta = make_meta(name, classes, img_size, labels=labels or keep_labels, preprocess=preprocess,
                            source=str(Path(checkpoint_path).name) if checkpoint_path else None,
                            **({"dataset": dataset} if dataset else {}), **({"random_weights": True} if untrained else {}),

@@ -73,7 +73,8 @@ const DATASETS = { cifar10: "CIFAR-10 photos", "fashion-mnist": "Fashion-MNIST c
 // One line for the page: the classes, their data set, the frame preprocessing and the rule.
 export function describeModel(meta) {
   const labels = meta.labels ?? [];
-  const dataset = DATASETS[String(meta.dataset).split(":")[0]] ?? meta.dataset ?? "its training data";
+  const dataset = DATASETS[String(meta.dataset).split(":")[0]] ?? meta.dataset ??
+    (meta.num_classes === 1000 ? "ImageNet" : "its training data");
   const named = labels.length && labels.length <= 12 ? labels.join(", ") : `${meta.num_classes} classes`;
   const p = meta.preprocess;
   const rule = meta.abstain
