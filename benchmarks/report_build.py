@@ -129,7 +129,7 @@ def build(job: Job, weights: Weights, batch: int, directory: Path, verify_data: 
     job.build_seconds = round(time.perf_counter() - start, 1)
 
 
-def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, data: str, rebuild: bool,
+def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, data: str | None, rebuild: bool,
               log_path: Path) -> None:
     """:func:`build` every job in turn (conversion output to ``log_path``), one progress line each."""
     from tqdm import tqdm
@@ -138,7 +138,10 @@ def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, da
         bar = tqdm(jobs, desc="artifacts: build or reuse", unit="artifact", file=sys.stderr)
         for job in bar:
             bar.set_postfix_str(job.spec)
-            build(job, weights, batch, directory, None if weights.random else data, rebuild, log, calib=data)
+            if data is None and (job.precision == "int8" or job.compress):
+                job.error = f"{job.compress or 'int8'} is calibrated and judged on real images: pass --data FOLDER"
+            else:
+                build(job, weights, batch, directory, None if weights.random else data, rebuild, log, calib=data)
             outcome = f"error: {job.error[:150]}" if job.error else f"{job.built} {job.path.name}" + (
                 f" in {job.build_seconds:.0f} s" if job.built == "built" else "")
             bar.write(f"  {job.spec}: {outcome}", file=sys.stderr)

@@ -88,7 +88,8 @@ def describe(manifest: Manifest) -> str:
         q = manifest.get("quantization", {})
         units = (f"{len(search['float_units'])} units kept float after {len(search['steps'])} candidates: "
                  f"{', '.join(search['float_units'])}" if search else "every unit int8")
-        check += f"\n  int8: {units} (calibration: {q.get('calib_method')}, {q.get('calibration_images')} images)"
+        check += (f"\n  int8: {units} (calibration: {q.get('calib_method')}, {q.get('calibration_images')} images of "
+                  f"{q.get('calibration_source')})")
     size_mb = manifest["size_bytes"] / 1e6
     return (f"wrote {manifest['path']} ({size_mb:.2f} MB; export {manifest['export_seconds']:.1f} s, "
             f"with verification {manifest['seconds']:.1f} s)\n  {check}\n"

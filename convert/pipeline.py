@@ -14,10 +14,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from common.contract import contract_for, min_images
 from common.defaults import SHIPPED_CHECKPOINT
 from common.errors import UserError
 from common.outputs import partial
-from data import build_dataset
 from model import check_memory, create_model, file_sha256
 from model.deploy import deploy_form, float_in_int8
 from quantize.calibration import calibration_batch
@@ -25,7 +25,8 @@ from quantize.calibration import calibration_batch
 from .manifest import Manifest, check_artifact_output, finalize, versions
 from .request import ConvertRequest, artifact_name, checkpoint_stem
 from .int8_search import SearchFailed, search
-from .verify import VerificationSet, calibration_overlap, judge_artifact, reference_logits, verification_set
+from .verify import (VerificationSet, calibration_overlap, judge_artifact, reference_logits, verification_set,
+                     verification_source)
 
 
 class ConvertError(UserError):
@@ -64,14 +65,23 @@ class Job:
         """int8: the requested float modules plus what the deploy model keeps float."""
         return [*self.request.float_modules, *float_in_int8(self.deploy_model)]
 
+    @property
+    def calib_source(self) -> str | None:
+        return self.request.calib or self.meta.get("dataset")
+
+    @property
+    def verify_source(self) -> str | None:
+        """The real images' source (convert/verify.py: --verify-data, the dataset, int8: --calib)."""
+        return verification_source(self.meta, self.request.verify_data,
+                                   self.request.calib if self.precision == "int8" else None)
+
     def calibration(self) -> np.ndarray:
         """Calibration inputs (``request.calib``, default the checkpoint's dataset), loaded once."""
         if self._calibration is None:
-            source = self.request.calib or self.meta.get("dataset")
-            if source is None:
+            if self.calib_source is None:
                 raise ConvertError("int8 needs calibration images: pass --calib cifar10, fashion-mnist, an image folder "
                                    "or a .npy array of preprocessed images")
-            self._calibration = calibration_batch(source, self.meta, self.request.calib_size)
+            self._calibration = calibration_batch(self.calib_source, self.meta, self.request.calib_size)
         return self._calibration
 
     @property
@@ -83,9 +93,10 @@ class Job:
     def images(self) -> VerificationSet:
         """The real (then random) images every candidate artifact is judged on, loaded once."""
         if self._images is None:
-            r = self.request
-            used = calibration_overlap(self.meta, r.calib, r.calib_size, r.verify_data) if self.precision == "int8" else 0
-            self._images = verification_set(self.meta, r.verify_images, r.verify_random, r.verify_data, used)
+            r, source = self.request, self.verify_source
+            used = calibration_overlap(self.meta, self.calib_source, r.calib_size, source) if self.precision == "int8" else 0
+            explicit = source if source != self.meta.get("dataset") else None  # a named source must work
+            self._images = verification_set(self.meta, r.verify_images, r.verify_random, explicit, used)
         return self._images
 
     @property
@@ -210,11 +221,29 @@ def prepare(converter: Converter, request: ConvertRequest) -> tuple[Job, Path]:
     _check_float_modules(deploy_model, request.float_modules)
     example = torch.randn(request.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     job = Job(request, request.options, model, deploy_model, meta, example, checkpoint)
-    if request.verify_data:  # bad data sources fail now, not after the export
-        build_dataset(request.verify_data, "test", meta["preprocess"], limit=1)
     if job.precision == "int8":
         job.calibration()
+    _check_judgeable(job)
     return job, output
+
+
+def _check_judgeable(job: Job) -> None:
+    """Refuse before any export when the artifact could not be judged: int8 and weight compression
+    are judged on real images. Loads the verification images (bad sources fail here)."""
+    kind = job.request.compress or (job.precision if job.precision == "int8" else None)
+    if kind is None:
+        if job.request.verify_data and job.images.n_real == 0:
+            raise ConvertError(f"--verify-data {job.request.verify_data} gave no images")
+        return
+    if job.verify_source is None:
+        weights = job.checkpoint or f"random-weight {job.meta['variant']}"
+        raise ConvertError(f"{kind} is judged on real images and {weights} names no dataset: pass --verify-data "
+                           f"FOLDER (class sub-folders give accuracy too)")
+    least = 1 if job.random_weights else min_images(contract_for(kind).min_agreement)
+    if job.images.n_real < least:
+        took = f" after calibration took {len(job.calibration())}" if job.precision == "int8" else ""
+        raise ConvertError(f"{job.verify_source} leaves {job.images.n_real} images to judge the {kind} artifact{took}; "
+                           f"the accuracy contract needs {least} at least: pass --verify-data FOLDER or more images")
 
 
 def verify(job: Job, tmp: Path, manifest: dict) -> dict:
@@ -261,7 +290,8 @@ def export_unverified(converter: Converter, job: Job, tmp: Path) -> tuple[dict, 
                 "export_seconds": round(time.perf_counter() - start, 2), "input": exported.input,
                 "outputs": exported.outputs, "details": exported.details, "versions": versions()}
     if job.precision == "int8":
-        manifest["quantization"] = {"calib_method": job.calib_method, "calibration_images": len(job.calibration()),
+        manifest["quantization"] = {"calib_method": job.calib_method, "calibration_source": str(job.calib_source),
+                                    "calibration_images": len(job.calibration()),
                                     "float_modules": job.float_modules}
     return manifest, exported
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from common.contract import contract_for, judge, measure
-from data import DataError, build_dataset, preprocess_batch
+from data import DataError, model_labels, preprocess_batch
 from quantize.calibration import calibration_count, held_out_images
 
 
@@ -20,10 +20,18 @@ class VerificationSet:
     n_real: int
     labels: np.ndarray | None
     source: str
+    calibration_used: int = 0  # images of the same source that calibration took (these are not among them)
 
     @property
     def description(self) -> str:
-        return f"{self.n_real} real ({self.source}) + {len(self.inputs) - self.n_real} random"
+        apart = f", none of the {self.calibration_used} calibration images" if self.calibration_used else ""
+        return f"{self.n_real} real ({self.source}{apart}) + {len(self.inputs) - self.n_real} random"
+
+
+def verification_source(meta: dict, verify_data: str | None, calib: str | None = None) -> str | None:
+    """Where the real images that judge an artifact come from: ``verify_data``, else the checkpoint's
+    dataset, else the int8 calibration source (its images that calibration did not take)."""
+    return verify_data or meta.get("dataset") or calib
 
 
 def verification_set(meta: dict, n_real: int, n_random: int, data: str | None = None,
@@ -36,7 +44,7 @@ def verification_set(meta: dict, n_real: int, n_random: int, data: str | None = 
         try:
             images, found, classes = held_out_images(source, spec, n_real, calibration_used, seed)
             real = torch.stack(images).numpy() if images else real
-            labels = found if classes == meta["num_classes"] and len(found) else None
+            labels = model_labels(found, classes, meta)
         except DataError as err:
             if data:  # asked for explicitly: a user mistake
                 raise
@@ -45,15 +53,15 @@ def verification_set(meta: dict, n_real: int, n_random: int, data: str | None = 
     rng = np.random.default_rng(seed)
     noise = (preprocess_batch(list(rng.integers(0, 256, (n_random, size, size, 3), dtype=np.uint8)), spec)
              if n_random else np.zeros((0, 3, size, size), np.float32))
-    return VerificationSet(np.concatenate([real, noise]), len(real), labels, str(source or "random only"))
+    return VerificationSet(np.concatenate([real, noise]), len(real), labels, str(source or "random only"),
+                           calibration_used if source else 0)
 
 
-def calibration_overlap(meta: dict, request_calib: str | None, calib_size: int | None, verify_data: str | None) -> int:
-    """How many training images calibration takes from the verification source (0 if another source)."""
-    source = request_calib or meta.get("dataset")
-    if source is None or source != (verify_data or meta.get("dataset")):
+def calibration_overlap(meta: dict, calib_source: str | None, calib_size: int | None, verify_source: str | None) -> int:
+    """How many images calibration takes from the verification source (0 if another source)."""
+    if calib_source is None or calib_source != verify_source:
         return 0
-    return calibration_count(source, meta, calib_size)
+    return calibration_count(calib_source, meta, calib_size)
 
 
 def reference_logits(model: torch.nn.Module, inputs: np.ndarray, batch: int = 64) -> np.ndarray:

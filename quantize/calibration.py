@@ -11,30 +11,45 @@ from PIL import Image
 from data import DataError, build_dataset, load_image, preprocess_batch
 
 
-def _flat_folder(folder: Path, spec: dict, limit: int, seed: int) -> np.ndarray:
-    """Images lying directly in ``folder`` (no class sub-folders), unreadable ones skipped."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in Image.registered_extensions())
-    order = np.random.default_rng(seed).permutation(len(files))[:limit]
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in Image.registered_extensions())
+
+
+def _pool_size(path: Path) -> int:
+    """Images in an unlabelled source (a flat folder or a .npy array)."""
+    if path.suffix == ".npy":
+        return len(_open_array(path, mmap=True))
+    return len(_image_files(path))
+
+
+def _open_array(path: Path, mmap: bool = False) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError) as err:
+        raise DataError(f"image file {path} is not a readable .npy array ({err})") from None
+
+
+def _pool_images(path: Path, spec: dict, start: int, count: int, seed: int) -> np.ndarray:
+    """Images ``start .. start+count`` of an unlabelled source in its fixed seeded order: calibration
+    takes a prefix, verification the images after it, so the two never overlap."""
+    size = spec["crop"]
+    if path.suffix == ".npy":
+        batch = _open_array(path)
+        if batch.ndim != 4 or batch.shape[1:] != (3, size, size):
+            raise DataError(f"image array {path} has shape {batch.shape}; expected (N, 3, {size}, {size}) "
+                            f"preprocessed images")
+        order = np.random.default_rng(seed).permutation(len(batch))[start:start + count]
+        return batch[np.sort(order)].astype(np.float32)
+    files = _image_files(path)
     images = []
-    for index in order:
+    for index in np.random.default_rng(seed).permutation(len(files))[start:start + count]:
         try:
             images.append(load_image(files[index]))
         except DataError:
             continue
     if not images:
-        raise DataError(f"no readable images in {folder} for calibration; pass 'cifar10', 'fashion-mnist' or a folder of images")
+        return np.zeros((0, 3, size, size), np.float32)
     return preprocess_batch(images, spec)
-
-
-def _array_file(path: Path, size: int, limit: int) -> np.ndarray:
-    try:
-        batch = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"calibration file {path} is not a readable .npy array ({err})") from None
-    if batch.ndim != 4 or batch.shape[1:] != (3, size, size):
-        raise DataError(f"calibration array {path} has shape {batch.shape}; expected (N, 3, {size}, {size}) "
-                        f"preprocessed images")
-    return batch[:limit].astype(np.float32)
 
 
 def default_calibration_size(input_size: int) -> int:
@@ -48,15 +63,14 @@ def _is_flat_or_array(path: Path) -> bool:
 
 def calibration_count(source: str, meta: dict, requested: int | None) -> int:
     """Images calibration takes: ``requested``, or by default :func:`default_calibration_size`, but
-    at most half of a small labelled training split, so the rest can verify the artifact."""
+    at most half of a small training split, folder or array, so the rest can verify the artifact."""
     if requested is not None:
         if requested < 1:
             raise DataError(f"--calib-size must be >= 1, got {requested}")
         return requested
     wanted = default_calibration_size(meta["input_size"])
-    if _is_flat_or_array(Path(source)):
-        return wanted
-    available = len(build_dataset(source, "train", meta["preprocess"]))
+    path = Path(source)
+    available = _pool_size(path) if _is_flat_or_array(path) else len(build_dataset(source, "train", meta["preprocess"]))
     return wanted if available >= 2 * wanted else max(1, available // 2)
 
 
@@ -68,23 +82,25 @@ def calibration_batch(source: str, meta: dict, limit: int | None = None, seed: i
     None takes :func:`calibration_count` images.
     """
     limit = calibration_count(source, meta, limit)
-    spec, size = meta["preprocess"], meta["input_size"]
-    path = Path(source)
-    if path.suffix == ".npy":
-        batch = _array_file(path, size, limit)
-    elif path.is_dir() and not any(p.is_dir() for p in path.iterdir()):
-        batch = _flat_folder(path, spec, limit, seed)
+    spec, path = meta["preprocess"], Path(source)
+    if _is_flat_or_array(path):
+        batch = _pool_images(path, spec, 0, limit, seed)
     else:
         dataset = build_dataset(source, "train", spec, seed=seed, limit=limit)
         batch = torch.stack([dataset[i][0] for i in range(len(dataset))]).numpy()
     if len(batch) == 0:
-        raise DataError(f"calibration source {source} gave no images")
+        raise DataError(f"no readable images in {source} for calibration; pass 'cifar10', 'fashion-mnist', "
+                        f"a folder of images or a .npy array")
     return batch
 
 
 def held_out_images(source: str, spec: dict, n_real: int, calibration_used: int, seed: int):
-    """Up to ``n_real`` real images, their labels and the class count: the test split, then
-    validation, then the training images calibration did not use (it takes a seeded prefix)."""
+    """Up to ``n_real`` real images, their labels and the source's class names (None when it has no
+    classes): the test split, then validation, then the training images calibration did not use (it
+    takes a seeded prefix); for a flat folder or an array, the images after the calibration prefix."""
+    path = Path(source)
+    if _is_flat_or_array(path):
+        return list(torch.from_numpy(_pool_images(path, spec, calibration_used, n_real, seed))), np.zeros(0, int), None
     images, labels, classes = [], [], None
     for split, skip in (("test", 0), ("val", 0), ("train", calibration_used)):
         if len(images) >= n_real:
@@ -95,7 +111,7 @@ def held_out_images(source: str, spec: dict, n_real: int, calibration_used: int,
             if split == "test":
                 raise
             continue
-        classes = classes or len(dataset.classes)
+        classes = classes or list(dataset.classes)
         for i in range(skip, len(dataset)):
             image, label = dataset[i]
             images.append(image)

@@ -148,7 +148,7 @@ def parse_args(argv: list[str] | None):
 def build_study(args) -> Study:
     """The shipped or given model in its XNNPACK deploy form, calibrated on its data."""
     from common.defaults import SHIPPED_CHECKPOINT
-    from data import DataError
+    from data import DataError, model_labels
     from model import create_model
     from model.deploy import deploy_form, float_in_int8
     from quantize.calibration import calibration_batch, held_out_images
@@ -162,8 +162,11 @@ def build_study(args) -> Study:
     calibration = calibration_batch(source, model.meta, args.calib_size)
     images, labels, classes = held_out_images(source, model.meta["preprocess"], args.held_out, len(calibration), 0)
     deploy = deploy_form(model, "xnnpack", model.meta["input_size"])
+    if not images:
+        raise DataError(f"{source} has no images left for judging after calibration took {len(calibration)}; "
+                        f"pass a larger --data or a smaller --calib-size")
     return Study(deploy, calibration, torch.stack(images).numpy(),
-                 float_in_int8(deploy), labels if classes == model.meta["num_classes"] else None)
+                 float_in_int8(deploy), model_labels(labels, classes, model.meta))
 
 
 def main(argv: list[str] | None = None) -> int:
