@@ -92,8 +92,10 @@ class EvalSet:
 
     MAX_CACHE_BYTES = 1 << 30
 
-    def __init__(self, data: str, split: str, spec: dict, limit: int | None = None):
-        from data import build_dataset
+    def __init__(self, data: str, split: str, spec: dict, limit: int | None = None, model_labels: list | None = None):
+        """``model_labels``: the model's class names; a source whose classes all match them (by name or
+        WordNet id, data.labels) is relabelled to the model's indices (e.g. 10 ImageNet classes)."""
+        from data import build_dataset, label_indices
         self.data, self.split, self.spec, self.limit = str(data), resolve_split(data, split), spec, limit
         self.dataset = build_dataset(data, self.split, spec, limit=limit)
         if len(self.dataset) == 0:
@@ -101,6 +103,9 @@ class EvalSet:
             raise DataError(f"split {split!r} of {data} holds no images; pick another split or --data")
         self.labels = np.asarray(self.dataset.targets, dtype=np.int64)
         self.classes = list(getattr(self.dataset, "classes", []))
+        mapping = label_indices(self.classes, model_labels)
+        if mapping is not None and mapping != list(range(len(self.classes))):
+            self.labels, self.classes = np.asarray(mapping, dtype=np.int64)[self.labels], list(model_labels)
         self.cacheable = len(self) * 3 * spec["crop"] ** 2 * 4 <= self.MAX_CACHE_BYTES
         self._images: np.ndarray | None = None
 
@@ -128,7 +133,7 @@ class EvalSet:
         import torch
         images = self.images()
         if images is None:
-            return self.dataset
+            return _Relabelled(self.dataset, self.labels)
         return torch.utils.data.TensorDataset(torch.from_numpy(images), torch.from_numpy(self.labels))
 
     def batches(self, batch_size: int, stop: int | None = None):
@@ -139,6 +144,19 @@ class EvalSet:
             return
         for start in range(0, stop, batch_size):
             yield images[start:min(start + batch_size, stop)]
+
+
+class _Relabelled:
+    """A dataset's images with :attr:`EvalSet.labels` (the model's class indices)."""
+
+    def __init__(self, dataset, labels: np.ndarray):
+        self.dataset, self.labels = dataset, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index][0], int(self.labels[index])
 
 
 # --- reference ----------------------------------------------------------------------------------
@@ -343,7 +361,8 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
             spec = artifact_spec(artifact)
             key = json.dumps(spec, sort_keys=True)
             if key not in sets:
-                sets[key] = EvalSet(args.data, args.split, spec, args.limit)  # bad data: the run fails, no row
+                sets[key] = EvalSet(args.data, args.split, spec, args.limit,  # bad data: the run fails, no row
+                                    artifact_meta(artifact).get("labels"))
             eval_set = sets[key]
             ref_path = args.reference or reference_for(artifact)
             reference = None

@@ -68,7 +68,7 @@ def measure_accuracy(weights: Weights, jobs: list[Job], data: str, split: str, l
     from benchmarks import accuracy as acc
     result = Accuracy()
     try:
-        eval_set = acc.EvalSet(data, split, weights.meta["preprocess"], limit)
+        eval_set = acc.EvalSet(data, split, weights.meta["preprocess"], limit, weights.meta.get("labels"))
         result.data = f"{eval_set.describe()}, {len(eval_set)} images"
         reference = acc.reference_results(weights.path, eval_set, batch_size=64, device="cpu" if cpu_only else None)
     except Exception as err:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks.accuracy import EvalSet
 from convert import to_coreml, to_executorch, to_onnx
 from convert.cli import main
 from convert.verify import verification_set
@@ -90,6 +91,9 @@ def test_imagenet_layout_folder_gives_labels_and_unknown_names_agreement_only(of
         _write_pngs(tmp_path / "val" / wnid, 10, seed=i)
     images = verification_set(meta, 100, 0, str(tmp_path / "val"))
     assert images.n_real == 30 and sorted(set(images.labels.tolist())) == [0, 1, 134]
+    eval_set = EvalSet(str(tmp_path / "val"), "test", meta["preprocess"], model_labels=meta["labels"])
+    assert sorted(set(eval_set.labels.tolist())) == [0, 1, 134] and len(eval_set.classes) == 1000
+    assert sorted({int(label) for _, label in eval_set.torch_dataset()}) == [0, 1, 134]
     (tmp_path / "val" / WNIDS[0]).rename(tmp_path / "val" / "my_class")
     assert verification_set(meta, 100, 0, str(tmp_path / "val")).labels is None
 
