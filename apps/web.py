@@ -19,7 +19,7 @@ from apps.website import WebModel, export_site, site_files, web_model  # noqa: E
 from apps.webserver import lan_address, make_server, self_signed_context  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 from common.defaults import ARTIFACTS_DIR, SHIPPED_CHECKPOINT  # noqa: E402
-from runtime.quiet import quiet_third_party  # noqa: E402
+from common.quiet import quiet_third_party  # noqa: E402
 
 DEFAULT_PRECISIONS = ("int8", "fp32")  # the page opens the first; the select switches
 

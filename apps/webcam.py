@@ -25,7 +25,7 @@ from apps.overlay import draw_overlay  # noqa: E402
 from apps.sources import Frame, Grabber, Source, open_source  # noqa: E402
 from apps.stats import Stats  # noqa: E402
 from apps.window import Window, open_window  # noqa: E402
-from runtime.quiet import quiet_third_party  # noqa: E402
+from common.quiet import quiet_third_party  # noqa: E402
 
 DEFAULT_THREADS = max(1, (os.cpu_count() or 2) - 1)  # one core stays free for capture, decoding, drawing
 

@@ -31,8 +31,8 @@ from benchmarks.latency import CHECKPOINT_SUFFIXES, COREML_SUFFIXES, DEFAULT_OMP
 from common.cli import Parser, run_cli  # noqa: E402
 from common.contract import drop_bounds, wilson_lower  # noqa: E402
 from common.outputs import check_output, write_output  # noqa: E402
-from runtime.machine import physical_cores  # noqa: E402
-from runtime.text_table import text_table  # noqa: E402
+from common.machine import physical_cores  # noqa: E402
+from common.text_table import text_table  # noqa: E402
 
 DEFAULT_COREML_LIMIT = 500
 EVALUATOR_NOTE = "Core ML via the numpy ML Program evaluator (Linux), first {n} images"
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)
     args = parse_args(argv)
     from runtime import check_artifact
-    from runtime.quiet import quiet_third_party
+    from common.quiet import quiet_third_party
     quiet_third_party()
 
     def run() -> int:

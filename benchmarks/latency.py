@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 from common.outputs import check_output, write_output  # noqa: E402
 from runtime import check_artifact  # noqa: E402
-from runtime.machine import cuda_available, machine_description, physical_cores  # noqa: E402
-from runtime.text_table import text_table  # noqa: E402
+from common.machine import cuda_available, machine_description, physical_cores  # noqa: E402
+from common.text_table import text_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")

@@ -71,7 +71,7 @@ def serve() -> int:
 
     request = json.loads(sys.stdin.readline())
     try:
-        from runtime.quiet import quiet_third_party
+        from common.quiet import quiet_third_party
         quiet_third_party()
         from runtime import load_artifact
         rss_before = _rss_mb()

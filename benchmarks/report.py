@@ -32,7 +32,7 @@ from benchmarks.latency import DEFAULT_OMP_WAIT_POLICY  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 from common.defaults import ARTIFACTS_DIR, RANDOM_WEIGHTS_DATA, ROOT, RUNS_DIR, SHIPPED_CHECKPOINT  # noqa: E402
 from common.outputs import OutputError, check_folder  # noqa: E402
-from runtime.machine import cpu_features, cpu_model, cuda_available, machine_description, physical_cores  # noqa: E402
+from common.machine import cpu_features, cpu_model, cuda_available, machine_description, physical_cores  # noqa: E402
 
 DEFAULT_SPECS = ("onnx:fp32", "onnx:int8", "executorch:fp32", "executorch:int8",
                  "coreml:fp16", "coreml:int8", "coreml:fp16+palettize4", "coreai:fp16")
@@ -110,7 +110,7 @@ def run_report(args: argparse.Namespace) -> None:
     from benchmarks.report_measure import Accuracy, latency_targets, make_rows, measure_accuracy
     from benchmarks.report_render import document, markdown_table, plot_or_note, write
     from convert.manifest import versions
-    from runtime.quiet import quiet_third_party
+    from common.quiet import quiet_third_party
 
     started, wall = datetime.now(), time.perf_counter()
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None

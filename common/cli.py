@@ -1,6 +1,6 @@
 """Command-line conventions of every tool: a user mistake is one ``error:`` line on stderr and exit 2;
 SIGINT/SIGTERM undo what the run registered (:func:`on_failure`), print one line and exit 130/143;
-``--verbose`` lets the runtimes and exporters print their own logs (runtime/quiet.py)."""
+``--verbose`` lets the runtimes and exporters print their own logs (common/quiet.py)."""
 from __future__ import annotations
 
 import argparse

@@ -8,7 +8,7 @@ from pathlib import Path
 from common.cli import Parser, run_cli
 from common.defaults import ARTIFACTS_DIR, SHIPPED_CHECKPOINT
 from model import list_models
-from runtime.quiet import quiet_third_party
+from common.quiet import quiet_third_party
 
 from .manifest import Manifest
 from .pipeline import Converter, VerificationFailed, convert

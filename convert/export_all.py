@@ -18,8 +18,8 @@ from common.cli import Parser, run_cli
 from common.defaults import ARTIFACTS_DIR
 from common.errors import UserError
 from model import list_models
-from runtime.quiet import quiet_third_party
-from runtime.text_table import text_table
+from common.quiet import quiet_third_party
+from common.text_table import text_table
 
 JOBS = (("onnx", "fp32"), ("executorch", "fp32"), ("coreml", "fp16"))  # (format, precision)
 

@@ -27,7 +27,7 @@ from torch import nn
 from convert.cli import main
 from convert.pipeline import Converter, ConvertError, Exported, Job
 from quantize.pt2e import METHODS, quantize_pt2e, xnnpack_quantizer
-from runtime.quiet import progress_bars_off
+from common.quiet import progress_bars_off
 
 TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")

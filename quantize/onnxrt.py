@@ -20,7 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
-from runtime.quiet import prints_silenced
+from common.quiet import prints_silenced
 
 METHODS = ("percentile", "minmax", "entropy")  # the default first: measured best, docs/quantization.md
 ACTIVATIONS = ("uint8", "int8")

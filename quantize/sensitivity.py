@@ -112,7 +112,7 @@ class Study:
 
 
 def ranking_table(rows: list[UnitFigures]) -> str:
-    from runtime.text_table import text_table
+    from common.text_table import text_table
     return text_table(["unit", "SQNR dB (only it int8)", "top-1 agreement", "MAC share", "priority"],
                       [[r.unit, f"{r.sqnr_db:.1f}", f"{r.top1_agreement:.1%}", f"{r.mac_share:.1%}", f"{r.priority:.3g}"]
                        for r in rows], right_from=1)
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from common.cli import run_cli
     from common.errors import UserError
-    from runtime.quiet import quiet_third_party
+    from common.quiet import quiet_third_party
     args = parse_args(argv)
     quiet_third_party()
 

@@ -4,6 +4,7 @@
 ``run(x)`` takes a preprocessed float32 batch (N, 3, S, S) and returns logits (N, classes).
 Preprocessing and labels come from the artifact's manifest (``<artifact>.json``) or checkpoint.
 """
-from .runners import ArtifactError, Runner, check_artifact, checked_manifest, load_artifact, read_manifest
+from .base import ArtifactError, Runner
+from .runners import check_artifact, checked_manifest, load_artifact, read_manifest
 
 __all__ = ["ArtifactError", "Runner", "check_artifact", "checked_manifest", "load_artifact", "read_manifest"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runners import ArtifactError, Runner, to_pixels
+from .base import ArtifactError, Runner, to_pixels
 
 
 class CoreAIRunner(Runner):

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import accuracy, latency, report, report_build, report_measure, report_plot, report_render
 from data import fashion_mnist_preprocess
-from runtime import machine
+from common import machine
 
 SIZE = 32
 
@@ -236,7 +236,7 @@ def test_accuracy_cli_on_an_image_folder(checkpoint, tmp_path):
 
 
 def test_text_table_aligns_columns():
-    from runtime.text_table import text_table
+    from common.text_table import text_table
     text = text_table(["op", "ms"], [["Conv", "1.5"], ["Add", "12.25"]], right_from=1)
     assert text.splitlines() == ["op       ms", "----  -----", "Conv    1.5", "Add   12.25"]
 

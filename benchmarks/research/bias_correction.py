@@ -29,8 +29,8 @@ from common.contract import measure  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from quantize.pt2e import module_path, quantize_pt2e, whole_batches, xnnpack_quantizer  # noqa: E402
 from quantize.sensitivity import Study, build_study, padded_logits  # noqa: E402
-from runtime.quiet import quiet_third_party  # noqa: E402
-from runtime.text_table import text_table  # noqa: E402
+from common.quiet import quiet_third_party  # noqa: E402
+from common.text_table import text_table  # noqa: E402
 
 CORRECTED = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
 

@@ -43,9 +43,9 @@ from common.errors import UserError  # noqa: E402
 from convert.api import ConvertRequest, VerificationFailed, convert, converter  # noqa: E402
 from convert.manifest import finalize, remove, temporary_path  # noqa: E402
 from convert.pipeline import export_unverified, prepare  # noqa: E402
-from runtime.machine import machine_description, physical_cores  # noqa: E402
+from common.machine import machine_description, physical_cores  # noqa: E402
 from runtime.runners import onnx_session  # noqa: E402
-from runtime.text_table import text_table  # noqa: E402
+from common.text_table import text_table  # noqa: E402
 
 PROBE_KIND = {"onnx": "slice", "executorch": "grouped"}  # the cheapest stand-in each runtime runs natively
 

@@ -25,8 +25,8 @@ from benchmarks.latency import Target, measure  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from convert.api import ConvertRequest, VerificationFailed, convert  # noqa: E402
-from runtime.machine import machine_description  # noqa: E402
-from runtime.text_table import text_table  # noqa: E402
+from common.machine import machine_description  # noqa: E402
+from common.text_table import text_table  # noqa: E402
 
 FORMATS = ("onnx", "executorch", "coreml")
 TIMED = ("onnx", "executorch")  # Core ML latency needs macOS

@@ -41,10 +41,10 @@ from importlib import metadata  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.cli import Parser  # noqa: E402
-from runtime.machine import machine_description, physical_cores  # noqa: E402
+from common.machine import machine_description, physical_cores  # noqa: E402
 from common.cli import run_cli  # noqa: E402
 from runtime.runners import ArtifactError, load_artifact, manifest_path, onnx_session, read_manifest  # noqa: E402
-from runtime.text_table import text_table  # noqa: E402
+from common.text_table import text_table  # noqa: E402
 
 SUFFIXES = (".onnx", ".pte")
 ET_CONTAINERS = ("Method::execute", "OPERATOR_CALL", "DELEGATE_CALL")
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from runtime.quiet import quiet_third_party
+    from common.quiet import quiet_third_party
     quiet_third_party()
     plan = Plan(args.runs, args.warmup, args.threads or physical_cores(), args.fastest)
     return run_cli(lambda: show(profile(args.artifact, plan), args))

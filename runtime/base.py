@@ -1,0 +1,55 @@
+"""What every runner shares: the Runner interface, its error, and undoing normalisation for
+runtimes that take pixels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import UserError
+
+
+class ArtifactError(UserError):
+    """An artifact that cannot be loaded or run here; the message says why and what to do."""
+
+
+def to_pixels(x: np.ndarray, preprocess: dict) -> np.ndarray:
+    """Normalized NCHW input -> 0..255 RGB pixels (float): the preprocessing's normalisation undone."""
+    mean = np.asarray(preprocess["mean"], np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(preprocess["std"], np.float32).reshape(1, 3, 1, 1)
+    return np.clip((x * std + mean) * 255.0, 0.0, 255.0)
+
+
+class Runner:
+    """Common interface: ``run(x)`` in fixed-size batches, plus metadata and load time."""
+
+    format = "?"
+
+    def __init__(self, path: Path, meta: dict, precision: str, batch: int | None, load_seconds: float):
+        self.path, self.meta, self.precision = path, meta, precision
+        self.batch, self.load_seconds = batch, load_seconds
+
+    @property
+    def input_size(self) -> int:
+        return int(self.meta["input_size"])
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.meta.get("labels")
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a (N, 3, S, S) float32 batch of any N (split/padded to the static batch)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.batch is None or len(x) == self.batch:
+            return self._run_batch(x)
+        outs = []
+        for start in range(0, len(x), self.batch):
+            chunk = x[start:start + self.batch]
+            pad = self.batch - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            outs.append(self._run_batch(chunk)[:self.batch - pad])
+        return np.concatenate(outs)
+
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
