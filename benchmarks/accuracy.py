@@ -36,8 +36,8 @@ from common.text_table import text_table  # noqa: E402
 
 DEFAULT_COREML_LIMIT = 500
 EVALUATOR_NOTE = "Core ML via the numpy ML Program evaluator (Linux), first {n} images"
-# Apple's Core AI runtime on Linux: a reference CPU path at about 45 ms per image of the default
-# model (fp16), so the whole 10k test set would take 7 minutes of the report; measured in docs/coreai.md
+# Apple's Core AI runtime on Linux runs a slow reference CPU path: a prefix of the test set keeps the
+# report short (its time per image: docs/coreai.md)
 DEFAULT_COREAI_LIMIT = 2000
 COREAI_NOTE = "Core AI runtime's reference CPU path (Linux), first {n} images"
 
@@ -385,7 +385,7 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # PyTorch's OpenMP pool spin-waits by default, 5x slower on a shared machine (see latency.py);
+    # PyTorch's OpenMP pool spin-waits by default, much slower on a shared machine (see latency.py);
     # set before torch is imported, unless the caller chose a policy
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)

@@ -40,10 +40,10 @@ from common.text_table import text_table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 COREML_SUFFIXES = (".mlpackage", ".mlmodel")
-# OpenMP (PyTorch eager's thread pool) spin-waits at every parallel region by default; on a shared,
-# oversubscribed machine that makes a 2-thread PyTorch run 5-10x slower than its compute (measured
-# here: 67 ms vs 7.5 ms median for shunted_nano at 32 px). Workers therefore run with PASSIVE
-# waiting unless told otherwise; ONNX Runtime and XNNPACK use their own pools and ignore it.
+# OpenMP (PyTorch eager's thread pool) spin-waits at every parallel region by default, which on a
+# shared, oversubscribed machine makes PyTorch rows several times slower than their compute
+# (docs/performance.md, "OpenMP wait policy"). Workers therefore run with PASSIVE waiting unless told
+# otherwise; ONNX Runtime and XNNPACK use their own pools and ignore it.
 DEFAULT_OMP_WAIT_POLICY = "PASSIVE"
 LOAD_TIMEOUT_S = 600.0  # importing a runtime and loading a large model on a busy 2-core machine
 BLOCK_TIMEOUT_S = 900.0

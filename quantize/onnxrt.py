@@ -4,12 +4,10 @@ Defaults chosen by measurement on the development machine (2-core AMD EPYC VM; d
 all Conv nodes (depthwise included: leaving them float adds Q/DQ pairs that cost more than they
 save) and the residual Adds (QLinearAdd keeps the residual stream int8), MatMul (attention) left
 float, uint8 activations with int8 per-channel weights in 7 bits (``reduce_range``): on x86 CPUs
-without VNNI, ONNX Runtime multiplies u8 x s8 pairs with an instruction that saturates at int16, and
-full-range weights then broke the default model (worst-sample cosine 0.83 against 0.996 for the same
-QDQ graph run node by node, measured on an AVX2-only EPYC); 7-bit weights cannot overflow it.
-Activation ranges: the 0.001st-99.999th percentiles of a 2048-bin histogram by default (better logits
-SQNR than min/max on two of three corpus models, for 20% more calibration time; entropy was worse
-and 20x slower).
+without VNNI, ONNX Runtime multiplies u8 x s8 pairs with an instruction that saturates at int16,
+which full-range weights can overflow; 7-bit weights cannot. Activation ranges: the
+0.001st-99.999th percentiles of a 2048-bin histogram by default, chosen by measurement against
+min/max and entropy. The measurements behind both choices: docs/quantization.md.
 """
 from __future__ import annotations
 

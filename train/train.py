@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="cap on steps per epoch (quick tests)")
     p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision: CUDA auto = bf16, else fp16; CPU: bf16 (faster on CPUs with native bf16) or off (default auto)")
     p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the training step (about 1.5x faster on CPU after a 2-minute compile)")
+                   help="torch.compile the training step (faster on CPU after a compile of minutes; docs/training.md)")
     return p.parse_args(argv)
 
 
