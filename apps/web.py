@@ -27,7 +27,7 @@ DEFAULT_PRECISIONS = ("int8", "fp32")  # the page opens the first; the select sw
 def default_artifact(precision: str) -> Path:
     """The shipped model's ONNX artifact in artifacts/: reused when its manifest names the same weights,
     else converted and verified now through the converter API."""
-    from convert.api import ConvertRequest, VerificationFailed, artifact_name, convert
+    from convert.api import VerificationFailed, artifact_name, convert
     from model import file_sha256, read_checkpoint
     from runtime import ArtifactError, read_manifest
     quiet_third_party()  # after torch's import, which sets its loggers' levels
@@ -41,7 +41,7 @@ def default_artifact(precision: str) -> Path:
         return path
     print(f"building {path} from {SHIPPED_CHECKPOINT.name} (first use: a minute or more)", file=sys.stderr)
     try:
-        return convert("onnx", ConvertRequest(precision=precision, output=path, force=True)).path
+        return convert(None, "onnx", precision=precision, output=path, force=True).path
     except VerificationFailed as err:
         raise AppError(f"the shipped model's {precision} ONNX failed verification: {err}") from None
 

@@ -8,7 +8,7 @@ import sys
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.defaults import SHIPPED_CHECKPOINT, SHIPPED_VARIANT
@@ -118,7 +118,7 @@ def build(job: Job, weights: Weights, batch: int, directory: Path, verify_data: 
         print(f"\n=== {job.spec}: {request}", file=log, flush=True)
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            job.manifest = convert(job.format, replace(request, output=job.path, force=job.path.exists()))
+            job.manifest = convert(None, job.format, request, output=job.path, force=job.path.exists())
         job.built = "built"
     except Exception as err:  # every failure of one artifact is that row's error, never the report's
         text = str(err).strip()

@@ -22,3 +22,15 @@ def artifact_sha256(path: str | os.PathLike) -> str:
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(f"{f.relative_to(path).as_posix()}:{file_sha256(f)}\n".encode())
     return digest.hexdigest()
+
+
+def tensors_sha256(state_dict: dict) -> str:
+    """sha256 of a model's tensors (names, dtypes, shapes and bytes, in order): the identity of
+    weights that live in memory, not in a file."""
+    import torch
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        t = tensor.detach().cpu().contiguous().view(-1)
+        digest.update(f"{name}:{t.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -1,6 +1,7 @@
 """The converters' command line: argparse fills a :class:`ConvertRequest`, nothing more."""
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -11,8 +12,8 @@ from model import list_models
 from common.quiet import quiet_third_party
 
 from .manifest import Manifest
-from .pipeline import Converter, VerificationFailed, convert
-from .request import ConvertRequest
+from .pipeline import Converter, ConvertError, VerificationFailed, build_artifact
+from .request import ConvertRequest, RequestError
 
 DEFAULTS = ConvertRequest()
 
@@ -96,6 +97,14 @@ def describe(manifest: Manifest) -> str:
             f"  manifest {manifest['manifest_path']}")
 
 
+def in_flags(err: RequestError) -> str:
+    """A request error in command-line words: its argument and other field names as flags."""
+    flag = lambda m: "--" + m.group(0).replace("_", "-")  # noqa: E731
+    text = re.sub(rf"\b{re.escape(err.argument)}\b", flag, str(err), count=1)
+    underscored = "|".join(f.name for f in fields(ConvertRequest) if "_" in f.name)
+    return re.sub(rf"(?<!-)\b({underscored})\b", flag, text)
+
+
 def main(converter: Converter, argv: list[str] | None = None) -> int:
     """Parse, convert, print the summary: 0 written, 1 verification failed, 2 a user mistake."""
     args = build_parser(converter).parse_args(argv)
@@ -103,7 +112,9 @@ def main(converter: Converter, argv: list[str] | None = None) -> int:
 
     def run() -> int:
         try:
-            manifest = convert(converter, request_from_args(converter, args))
+            manifest = build_artifact(converter, request_from_args(converter, args))
+        except RequestError as err:
+            raise ConvertError(in_flags(err)) from None
         except VerificationFailed as err:
             print(f"error: {err}; no artifact was written", file=sys.stderr)
             return 1

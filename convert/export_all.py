@@ -55,7 +55,7 @@ def export_all(request: ConvertRequest) -> int:
     for fmt, precision in JOBS:
         manifest, error = None, None
         try:
-            manifest = convert(fmt, replace(request, precision=precision))
+            manifest = convert(None, fmt, request, precision=precision)
         except (VerificationFailed, UserError) as err:
             error, failed = str(err), failed + 1
             print(f"error: {fmt}: {err}", file=sys.stderr)

@@ -1,10 +1,13 @@
 """The one conversion pipeline: request -> model -> export to a temporary name -> verify -> manifest.
 
-Each ``to_<format>.py`` describes its format with a :class:`Converter`; :func:`convert` runs it.
-Command lines are parsed in ``convert/cli.py`` only.
+Each ``to_<format>.py`` describes its format with a :class:`Converter`; :func:`build_artifact` runs
+it through the public stages :func:`prepare` (check the request, build the reference),
+:func:`export_unverified`, :func:`verify` and ``manifest.finalize`` (publish). Users call
+``convert.api.convert``; command lines are parsed in ``convert/cli.py`` only.
 """
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -16,6 +19,7 @@ import torch
 
 from common.contract import contract_for, min_images
 from common.defaults import SHIPPED_CHECKPOINT
+from common.digest import tensors_sha256
 from common.errors import UserError
 from common.outputs import partial
 from model import check_memory, create_model, file_sha256
@@ -23,7 +27,7 @@ from model.deploy import deploy_form, float_in_int8
 from quantize.calibration import calibration_batch
 
 from .manifest import Manifest, check_artifact_output, finalize, versions
-from .request import ConvertRequest, artifact_name, checkpoint_stem
+from .request import ConvertRequest, RequestError, RequestTypeError, artifact_name, checkpoint_stem
 from .int8_search import SearchFailed, search
 from .verify import (VerificationSet, calibration_overlap, judge_artifact, reference_logits, verification_set,
                      verification_source)
@@ -87,7 +91,9 @@ class Job:
     @property
     def random_weights(self) -> bool:
         """No trained weights: decisions mean nothing, so reduced precisions are judged by numerics."""
-        return self.request.random_weights or self.checkpoint is None or bool(self.meta.get("random_weights"))
+        in_memory = "weights_sha256" in self.meta  # a model object: trained unless its metadata says otherwise
+        return (self.request.random_weights or bool(self.meta.get("random_weights"))
+                or (self.checkpoint is None and not in_memory))
 
     @property
     def images(self) -> VerificationSet:
@@ -146,31 +152,24 @@ class Converter:
         """``request`` with the format's defaults filled in (precision, options), checked."""
         precision = request.precision or self.precisions[0]
         if precision not in self.precisions:
-            raise ConvertError(f"--precision {precision} is not available for {self.format}; "
-                               f"choose one of {', '.join(self.precisions)}")
+            raise RequestError("precision", f"precision {precision} is not available for {self.format}; "
+                                            f"choose one of {', '.join(self.precisions)}")
         if request.compress is not None and request.compress not in self.compressions:
             offered = ", ".join(self.compressions) or "none"
-            raise ConvertError(f"--compress {request.compress} is not available for {self.format} (offered: {offered})")
+            raise RequestError("compress", f"compress {request.compress} is not available for {self.format} "
+                                           f"(offered: {offered})")
         method = request.calib_method or (self.calib_methods[0] if self.calib_methods else None)
         if request.calib_method is not None and request.calib_method not in self.calib_methods:
-            raise ConvertError(f"--calib-method {request.calib_method} is not available for {self.format}; "
-                               f"choose one of {', '.join(self.calib_methods) or 'none (no int8)'}")
+            raise RequestError("calib_method", f"calib_method {request.calib_method} is not available for "
+                                               f"{self.format}; choose one of {', '.join(self.calib_methods) or 'none (no int8)'}")
         options = request.options if request.options is not None else self.options()
         if not isinstance(options, self.options):
-            raise TypeError(f"{self.format} takes {self.options.__name__} options, got {type(options).__name__}")
+            raise RequestTypeError("options", f"{self.format} takes {self.options.__name__} options, got "
+                                              f"{type(options).__name__}")
+        if request.verify_images < 1 and (precision == "int8" or request.compress):
+            raise RequestError("verify_images", f"{request.compress or 'int8'} is judged on real images (the accuracy "
+                                                f"contract): verify_images must be >= 1")
         return replace(request, precision=precision, calib_method=method, options=options)
-
-
-def _check_counts(request: ConvertRequest) -> None:
-    for name, low in (("batch", 1), ("calib_size", 1), ("verify_images", 0), ("verify_random", 0),
-                      ("search_budget", 1)):
-        if getattr(request, name) is not None and getattr(request, name) < low:
-            raise ConvertError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(request, name)}")
-    if request.verify_images + request.verify_random < 1:
-        raise ConvertError("verification needs at least one image: raise --verify-images or --verify-random")
-    if request.verify_images < 1 and (request.precision == "int8" or request.compress):
-        raise ConvertError(f"{request.compress or 'int8'} is judged on real images (the accuracy contract): "
-                           f"--verify-images must be >= 1")
 
 
 def _resolve_checkpoint(request: ConvertRequest) -> Path | None:
@@ -185,10 +184,30 @@ def _resolve_checkpoint(request: ConvertRequest) -> Path | None:
     return None
 
 
+def _reference_model(request: ConvertRequest) -> tuple[torch.nn.Module, Path | None, dict]:
+    """The fp32 reference (eval mode, CPU), its checkpoint path (None: random or in-memory weights) and
+    metadata. A model object is copied: the caller's stays as it was (mode, device, dtype)."""
+    if isinstance(request.model, torch.nn.Module):
+        given = request.model.meta
+        if request.imgsz not in (None, given["input_size"]):
+            raise RequestError("imgsz", f"imgsz {request.imgsz} differs from the model's input size "
+                                        f"{given['input_size']} (its preprocessing is for that size); leave imgsz unset")
+        model = copy.deepcopy(request.model).float().cpu().eval()
+        meta = {**dict(given), "weights_sha256": tensors_sha256(model.state_dict())}
+        return model, None, meta
+    checkpoint = _resolve_checkpoint(request)
+    model = create_model(request.model, checkpoint_path=checkpoint, img_size=request.imgsz).eval()
+    meta = dict(model.meta)
+    if checkpoint is not None:
+        meta.update(checkpoint=str(checkpoint), checkpoint_sha256=file_sha256(checkpoint))
+    return model, checkpoint, meta
+
+
 def _resolve_output(converter: Converter, request: ConvertRequest, meta: dict, checkpoint: Path | None) -> Path:
     output = request.output
     if output is None:
-        output = converter.artifact_path(request, checkpoint_stem(checkpoint, meta["variant"]), meta["input_size"])
+        stem = checkpoint_stem(checkpoint, meta["variant"], in_memory="weights_sha256" in meta)
+        output = converter.artifact_path(request, stem, meta["input_size"])
     output = Path(output)
     if output.suffix != converter.suffix:
         raise ConvertError(f"--output {output} must end in {converter.suffix}")
@@ -208,12 +227,7 @@ def _check_float_modules(deploy_model: torch.nn.Module, names: tuple[str, ...]) 
 def prepare(converter: Converter, request: ConvertRequest) -> tuple[Job, Path]:
     """Validate the request and build the model; nothing is written yet."""
     request = converter.complete(request)
-    _check_counts(request)
-    checkpoint = _resolve_checkpoint(request)
-    model = create_model(request.model, checkpoint_path=checkpoint, img_size=request.imgsz).eval()
-    meta = dict(model.meta)
-    if checkpoint is not None:
-        meta.update(checkpoint=str(checkpoint), checkpoint_sha256=file_sha256(checkpoint))
+    model, checkpoint, meta = _reference_model(request)
     output = _resolve_output(converter, request, meta, checkpoint)
     size = meta["input_size"]
     check_memory(model.config, size, request.batch)
@@ -236,7 +250,7 @@ def _check_judgeable(job: Job) -> None:
             raise ConvertError(f"--verify-data {job.request.verify_data} gave no images")
         return
     if job.verify_source is None:
-        weights = job.checkpoint or f"random-weight {job.meta['variant']}"
+        weights = job.checkpoint or ("the model" if "weights_sha256" in job.meta else f"random-weight {job.meta['variant']}")
         raise ConvertError(f"{kind} is judged on real images and {weights} names no dataset: pass --verify-data "
                            f"FOLDER (class sub-folders give accuracy too)")
     least = 1 if job.random_weights else min_images(contract_for(kind).min_agreement)
@@ -296,7 +310,7 @@ def export_unverified(converter: Converter, job: Job, tmp: Path) -> tuple[dict, 
     return manifest, exported
 
 
-def convert(converter: Converter, request: ConvertRequest) -> Manifest:
+def build_artifact(converter: Converter, request: ConvertRequest) -> Manifest:
     """Export, verify and publish one artifact; returns its manifest."""
     job, output = prepare(converter, request)
     start = time.perf_counter()

@@ -104,7 +104,7 @@ def test_every_corpus_model_gets_a_verified_int8_artifact(models, tmp_path, name
                              random_weights=model["random_weights"],
                              verify_data=None if own_data else model["data"], calib=None if own_data else model["data"],
                              verify_images=64 if not own_data else (300 if fmt == "coreml" else 1000))
-    manifest = convert(fmt, request)
+    manifest = convert(None, fmt, request)
     v = manifest.verification
     assert v["status"] == "passed" and v["missed"] == []
     if model["random_weights"]:

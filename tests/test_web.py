@@ -49,11 +49,10 @@ RELATIVE = {"fp32": False, "int8": True}
 def models(tmp_path_factory) -> dict[str, Path]:
     """The shipped CIFAR-10 model's int8 and fp32 ONNX, built through the converter API into a temporary
     folder (as apps/web.py builds the default model's): tests leave the repository's artifacts/ alone."""
-    from convert.api import ConvertRequest, convert
+    from convert.api import convert
     folder = tmp_path_factory.mktemp("artifacts")
-    return {p: convert("onnx", ConvertRequest(checkpoint=CIFAR10_CHECKPOINT, precision=p,
-                                              output=folder / f"{CIFAR10_CHECKPOINT.stem}_{p}.onnx")).path
-            for p in web.DEFAULT_PRECISIONS}
+    return {p: convert(CIFAR10_CHECKPOINT, "onnx", precision=p,
+                       output=folder / f"{CIFAR10_CHECKPOINT.stem}_{p}.onnx").path for p in web.DEFAULT_PRECISIONS}
 
 
 def browser_test(test):
@@ -205,16 +204,16 @@ def test_default_artifact_is_reused_or_built_with_the_converter_api(tmp_path, mo
     from model import file_sha256
     monkeypatch.setattr(web, "ARTIFACTS_DIR", tmp_path)
     requests = []
-    monkeypatch.setattr(convert.api, "convert", lambda fmt, request: requests.append((fmt, request))
-                        or convert.api.Manifest(path=str(request.output)))
+    monkeypatch.setattr(convert.api, "convert", lambda model, fmt, **options: requests.append((model, fmt, options))
+                        or convert.api.Manifest(path=str(options["output"])))
     path = web.default_artifact("int8")
     assert path == tmp_path / f"{SHIPPED_CHECKPOINT.stem}_32_int8.onnx"
-    assert [(fmt, r.precision, r.output, r.checkpoint) for fmt, r in requests] == [("onnx", "int8", path, None)]
+    assert [(model, fmt, o["precision"], o["output"]) for model, fmt, o in requests] == [(None, "onnx", "int8", path)]
     path.write_bytes(b"onnx")
     Path(f"{path}.json").write_text(json.dumps({"model": {"checkpoint_sha256": file_sha256(SHIPPED_CHECKPOINT)}}))
     assert web.default_artifact("int8") == path and len(requests) == 1  # reused: same weights
     Path(f"{path}.json").write_text(json.dumps({"model": {"checkpoint_sha256": "other weights"}}))
-    assert web.default_artifact("int8") == path and len(requests) == 2 and requests[1][1].force
+    assert web.default_artifact("int8") == path and len(requests) == 2 and requests[1][2]["force"]
 
 
 # --- in the browser ----------------------------------------------------------------------------------

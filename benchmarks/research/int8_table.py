@@ -51,7 +51,7 @@ def build(name: str, model: dict, fmt: str, precision: str, folder: Path, coreml
                              verify_images=RANDOM_IMAGES if model["random_weights"] else
                              coreml_images if fmt == "coreml" else ConvertRequest.verify_images)
     try:
-        return dict(convert(fmt, request))
+        return dict(convert(None, fmt, request))
     except (UserError, VerificationFailed) as err:
         return {"error": str(err)}
     except Exception as err:  # a bug: keep the traceback with the row
