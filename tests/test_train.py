@@ -114,6 +114,19 @@ def test_bf16_autocast_trains_on_cpu_and_fp16_is_refused(folder, tmp_path, capsy
     assert "--amp fp16 needs a CUDA GPU" in capsys.readouterr().err
 
 
+def test_finetuning_keeps_the_checkpoints_variant_size_and_colour_preprocessing(folder, tmp_path):
+    from data import cifar10_preprocess
+    base = tmp_path / "s16.pt"
+    torch.manual_seed(0)
+    model = create_model("shunted_nano_s16", num_classes=10, img_size=32)
+    save_checkpoint(base, model, make_meta("shunted_nano_s16", 10, 32, list("abcdefghij"), cifar10_preprocess(32)))
+    with pytest.warns(UserWarning, match="3-class head"):
+        tuned = train_cli.run(["--checkpoint", str(base), "--reset-head", "--data", str(folder), "--epochs", "1",
+                               "--output", str(tmp_path / "run"), "--batch-size", "6"])
+    assert tuned.meta["variant"] == "shunted_nano_s16" and tuned.config.stem_stride == model.config.stem_stride
+    assert tuned.meta["input_size"] == 32 and tuned.meta["preprocess"] == cifar10_preprocess(32)
+
+
 @pytest.mark.parametrize("case", ["empty folder", "missing idx", "bad path", "unwritable output"])
 def test_user_mistakes_exit_2_with_one_line(case, tmp_path):
     (tmp_path / "empty").mkdir()

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset  # 
 from common.outputs import check_output, create_parents  # noqa: E402
 from data import (DataError, build_dataset, cifar10_preprocess, dataset_name, fashion_mnist_preprocess,  # noqa: E402
                   imagenet_preprocess)
-from model import create_model, list_models, make_meta  # noqa: E402
+from model import create_model, list_models, make_meta, read_checkpoint  # noqa: E402
 from train import cli, distributed  # noqa: E402
 from train.evaluate import class_counts, summarize  # noqa: E402
 from train.loop import AMP_CHOICES, Precision, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
@@ -54,11 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Arguments not given stay None; :func:`resolve` fills them from --resume's run or DEFAULTS."""
     p = cli.Parser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
                 formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=None)
-    p.add_argument("--model", choices=list_models(), help=f"variant (default {DEFAULTS['model']})")
+    p.add_argument("--model", choices=list_models(), help=f"variant (default: --checkpoint's, else {DEFAULTS['model']})")
     p.add_argument("--data", help="'cifar10:PATH' (archive or folder), 'fashion-mnist[:DIR]' or a folder with one "
                                   "sub-folder per class")
-    p.add_argument("--img-size", type=int, help="input size, a multiple of 32 (default 32 for cifar10 and "
-                                                "fashion-mnist, else 224)")
+    p.add_argument("--img-size", type=int, help="input size, a multiple of 32 (default: --checkpoint's, else 32 "
+                                                "for cifar10 and fashion-mnist, else 224)")
     p.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"per process (default {DEFAULTS['batch_size']})")
     p.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {DEFAULTS['lr']})")
@@ -119,6 +119,21 @@ def check_outputs(args: argparse.Namespace, config: dict) -> tuple[Path, Path]:
     return output, final
 
 
+def choose_preprocess(config: dict, base: dict) -> dict:
+    """The run's input size (``config['img_size']`` filled in) and preprocessing: a named data set's own;
+    for a folder, that of the colour checkpoint being fine-tuned at its size (its features were learned
+    with it), else ImageNet's. Default size: the checkpoint's, else 32 for named data sets, else 224."""
+    named = dataset_name(config["data"])
+    if config["img_size"] is None:
+        config["img_size"] = base.get("input_size") or (32 if named else 224)
+    if named:
+        return NAMED_SPECS[named](config["img_size"])
+    inherited = base.get("preprocess") if base.get("input_size") == config["img_size"] else None
+    if inherited and not inherited.get("grayscale"):  # a grey model's spec would drop a folder's colour
+        return inherited
+    return imagenet_preprocess(config["img_size"])
+
+
 def build_model(args: argparse.Namespace, config: dict, spec: dict, classes: list[str]) -> nn.Module:
     """A fresh or fine-tuned model whose metadata describes this run's data and preprocessing."""
     model = create_model(config["model"], num_classes=len(classes), checkpoint_path=args.checkpoint,
@@ -161,6 +176,8 @@ def run(argv: list[str] | None = None) -> nn.Module:
         raise cli.TrainError("--reset-head needs --checkpoint (the weights to fine-tune)")
     saved = read_training_state(args.resume) if args.resume else None
     config = resolve(args, saved["args"] if saved else None)
+    if args.checkpoint and args.model is None:
+        config["model"] = None  # the checkpoint's own variant (create_model reads it)
     outputs = check_outputs(args, config)
     with distributed.session() as ctx:
         return _train(args, config, saved, ctx, outputs)
@@ -177,10 +194,7 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
         model.meta = saved["meta"]
         data = load_data(config, model.meta["preprocess"], ctx)
     else:
-        named = dataset_name(config["data"])
-        if config["img_size"] is None:
-            config["img_size"] = 32 if named else 224
-        spec = NAMED_SPECS.get(named, imagenet_preprocess)(config["img_size"])
+        spec = choose_preprocess(config, read_checkpoint(args.checkpoint).meta if args.checkpoint else {})
         data = load_data(config, spec, ctx)
         model = build_model(args, config, spec, data.train_set.classes)
     meta, classes = model.meta, data.train_set.classes
