@@ -75,3 +75,14 @@ def test_the_command_line_still_speaks_in_flags(tmp_path, capsys):
     assert main(to_onnx.CONVERTER, ["--model", "shunted_nano", "--imgsz", "32", "--calib-size", "0",
                                     "--output-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "error: --calib-size must be >= 1, got 0"
+
+
+@pytest.mark.slow
+def test_the_example_session_runs_end_to_end(tmp_path):
+    """docs/example_session.py: fine-tune, three int8 formats, load and compare, in one session."""
+    import runpy
+    from pathlib import Path
+    example = runpy.run_path(str(Path(__file__).resolve().parents[1] / "docs" / "example_session.py"), run_name="example")
+    agreement = example["main"](tmp_path)
+    assert set(agreement) == {"onnx", "executorch", "coreml"}
+    assert all(share >= 0.9 for share in agreement.values()), agreement  # 33 held-out photos; the contract judged 198
