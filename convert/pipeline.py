@@ -91,9 +91,8 @@ class Job:
     @property
     def random_weights(self) -> bool:
         """No trained weights: decisions mean nothing, so reduced precisions are judged by numerics."""
-        in_memory = "weights_sha256" in self.meta  # a model object: trained unless its metadata says otherwise
         return (self.request.random_weights or bool(self.meta.get("random_weights"))
-                or (self.checkpoint is None and not in_memory))
+                or (self.checkpoint is None and not in_memory(self.meta)))  # a model object counts as trained
 
     @property
     def images(self) -> VerificationSet:
@@ -184,6 +183,11 @@ def _resolve_checkpoint(request: ConvertRequest) -> Path | None:
     return None
 
 
+def in_memory(meta: dict) -> bool:
+    """Whether the weights came as a model object (their digest, not a checkpoint file, names them)."""
+    return "weights_sha256" in meta
+
+
 def _reference_model(request: ConvertRequest) -> tuple[torch.nn.Module, Path | None, dict]:
     """The fp32 reference (eval mode, CPU), its checkpoint path (None: random or in-memory weights) and
     metadata. A model object is copied: the caller's stays as it was (mode, device, dtype)."""
@@ -206,7 +210,7 @@ def _reference_model(request: ConvertRequest) -> tuple[torch.nn.Module, Path | N
 def _resolve_output(converter: Converter, request: ConvertRequest, meta: dict, checkpoint: Path | None) -> Path:
     output = request.output
     if output is None:
-        stem = checkpoint_stem(checkpoint, meta["variant"], in_memory="weights_sha256" in meta)
+        stem = checkpoint_stem(checkpoint, meta["variant"], in_memory=in_memory(meta))
         output = converter.artifact_path(request, stem, meta["input_size"])
     output = Path(output)
     if output.suffix != converter.suffix:
@@ -250,7 +254,7 @@ def _check_judgeable(job: Job) -> None:
             raise ConvertError(f"--verify-data {job.request.verify_data} gave no images")
         return
     if job.verify_source is None:
-        weights = job.checkpoint or ("the model" if "weights_sha256" in job.meta else f"random-weight {job.meta['variant']}")
+        weights = job.checkpoint or ("the model" if in_memory(job.meta) else f"random-weight {job.meta['variant']}")
         raise ConvertError(f"{kind} is judged on real images and {weights} names no dataset: pass --verify-data "
                            f"FOLDER (class sub-folders give accuracy too)")
     least = 1 if job.random_weights else min_images(contract_for(kind).min_agreement)
