@@ -109,7 +109,7 @@ def build(fmt: str, precision: str, base: ConvertRequest, folder: Path, probe: b
     output = folder / f"{'probe' if probe else 'model'}_{precision}{format_converter.suffix}"
     request = replace(base, precision=precision, output=output)
     if not probe:
-        convert(fmt, request)
+        convert(None, fmt, request)
         return output
     job, output = prepare(format_converter, request)
     strip_conv_arithmetic(job.deploy_model, job.example, PROBE_KIND[fmt])
