@@ -20,6 +20,7 @@ from data import FASHION_MNIST_CLASSES, DataError, build_dataset, fashion_mnist_
 from data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from model import create_model, file_sha256, make_meta, save_checkpoint  # noqa: E402
 from train import train as train_cli  # noqa: E402
+from train.cutmix import CutMix  # noqa: E402
 from train.evaluate import main as evaluate_main  # noqa: E402
 
 COLORS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
@@ -127,14 +128,36 @@ def test_finetuning_keeps_the_checkpoints_variant_size_and_colour_preprocessing(
     assert tuned.meta["input_size"] == 32 and tuned.meta["preprocess"] == cifar10_preprocess(32)
 
 
-@pytest.mark.parametrize("case", ["empty folder", "missing idx", "bad path", "unwritable output"])
+def test_cutmix_pastes_one_box_of_a_partner_and_mixes_the_loss_by_area():
+    images, targets = torch.rand(8, 3, 32, 32), torch.arange(8)
+    logits, criterion = torch.randn(8, 8), torch.nn.CrossEntropyLoss()
+    for seed in range(10):
+        mixed = CutMix(1.0)(images, targets, np.random.default_rng(seed))
+        moved = mixed.partners != targets
+        assert moved.any() and torch.equal(mixed.partners, targets[mixed.partners])  # a permutation
+        pasted = (mixed.images != images).any(1)  # (N, H, W): pixels no longer the image's own
+        box = pasted[moved.nonzero()[0, 0]]
+        rows, cols = box.any(1).nonzero().flatten(), box.any(0).nonzero().flatten()
+        assert bool(box[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all())  # one rectangle
+        assert all(torch.equal(pasted[i], box) for i in moved.nonzero().flatten())
+        assert torch.equal(mixed.images[moved][:, :, box], images[mixed.partners[moved]][:, :, box])
+        assert mixed.keep == pytest.approx(1 - box.float().mean().item())
+        expected = mixed.keep * criterion(logits, targets) + (1 - mixed.keep) * criterion(logits, mixed.partners)
+        assert torch.allclose(mixed.loss(criterion, logits), expected)
+    assert CutMix(0.0)(images, targets, np.random.default_rng(0)).images is images
+    mixed_share = sum(CutMix(0.5)(images, targets, np.random.default_rng(s)).keep < 1 for s in range(200)) / 200
+    assert 0.35 < mixed_share < 0.65
+
+
+@pytest.mark.parametrize("case", ["empty folder", "missing idx", "bad path", "unwritable output", "cutmix 1.5"])
 def test_user_mistakes_exit_2_with_one_line(case, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "a_file").write_text("x")
     args = {"empty folder": ["--data", str(tmp_path / "empty")],
             "missing idx": ["--data", f"fashion-mnist:{tmp_path / 'empty'}"],
             "bad path": ["--data", str(tmp_path / "nope")],
-            "unwritable output": ["--output", str(tmp_path / "a_file" / "run")]}[case]
+            "unwritable output": ["--output", str(tmp_path / "a_file" / "run")],
+            "cutmix 1.5": ["--cutmix", "1.5"]}[case]
     proc = subprocess.run([sys.executable, str(ROOT / "train" / "train.py"), *args, "--epochs", "1"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)  # cwd: not the repo root
     assert proc.returncode == 2, proc.stderr

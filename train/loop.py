@@ -6,6 +6,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
@@ -14,6 +15,7 @@ from tqdm import tqdm
 from model.shunted import LayerNorm2d
 
 from .cli import TrainError
+from .cutmix import CutMix
 from .distributed import Context, all_reduce_sum
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
@@ -71,8 +73,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_st
 
 def train_one_epoch(model: nn.Module, loader, steps: int, *, optimizer: torch.optim.Optimizer,
                     scheduler: LambdaLR, scaler: torch.amp.GradScaler, criterion: nn.Module,
-                    precision: Precision, clip_grad: float, ctx: Context, desc: str) -> dict:
-    """Train for ``steps`` batches of ``loader``; mean loss, accuracy (%) and img/s over all processes."""
+                    precision: Precision, clip_grad: float, ctx: Context, desc: str,
+                    cutmix: CutMix | None = None, rng: np.random.Generator | None = None) -> dict:
+    """Train for ``steps`` batches of ``loader``; mean loss, accuracy (%, against each image's own
+    label) and img/s over all processes. ``cutmix`` mixes batches, drawing from ``rng``."""
     model.train()
     device = ctx.device
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, images
@@ -84,9 +88,12 @@ def train_one_epoch(model: nn.Module, loader, steps: int, *, optimizer: torch.op
             break
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
+        if cutmix is not None:
+            mixed = cutmix(images, targets, rng)
+            images = mixed.images
         with precision.autocast(device):
             logits = model(images)
-            loss = criterion(logits, targets)
+            loss = mixed.loss(criterion, logits) if cutmix is not None else criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if clip_grad > 0:

@@ -24,6 +24,7 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 from typing import NamedTuple  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
@@ -35,6 +36,7 @@ from data import (DataError, build_dataset, cifar10_preprocess, dataset_name, fa
 from model import create_model, list_models, make_meta, read_checkpoint  # noqa: E402
 from train import cli, distributed  # noqa: E402
 from train.evaluate import class_counts, summarize  # noqa: E402
+from train.cutmix import CutMix  # noqa: E402
 from train.loop import AMP_CHOICES, Precision, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
 from train.state import (read_training_state, rng_state, save_training_checkpoint, save_weights,  # noqa: E402
                          set_rng_state)
@@ -43,7 +45,7 @@ from train.state import (read_training_state, rng_state, save_training_checkpoin
 # (same global batch; train/RESULTS.md).
 DEFAULTS = {"model": "shunted_nano", "data": "fashion-mnist", "img_size": None, "epochs": 14,
             "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 1.0,
-            "label_smoothing": 0.1, "drop_path": 0.0, "clip_grad": 1.0, "seed": 0, "workers": None,
+            "label_smoothing": 0.1, "cutmix": 0.0, "drop_path": 0.0, "clip_grad": 1.0, "seed": 0, "workers": None,
             "output": "runs/train", "final": None, "weights_dtype": "float32", "steps": None, "amp": "auto",
             "compile": False}
 NAMED_SPECS = {"fashion-mnist": fashion_mnist_preprocess, "cifar10": cifar10_preprocess}  # default size 32
@@ -65,6 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, help=f"(default {DEFAULTS['weight_decay']})")
     p.add_argument("--warmup-epochs", type=float, help=f"linear warm-up, then cosine (default {DEFAULTS['warmup_epochs']})")
     p.add_argument("--label-smoothing", type=float, help=f"(default {DEFAULTS['label_smoothing']})")
+    p.add_argument("--cutmix", type=float, help="share of batches mixed by CutMix, in [0, 1) "
+                                                f"(default {DEFAULTS['cutmix']})")
     p.add_argument("--drop-path", type=float, help=f"stochastic depth rate (default {DEFAULTS['drop_path']})")
     p.add_argument("--clip-grad", type=float, help=f"max gradient norm, 0 = off (default {DEFAULTS['clip_grad']})")
     p.add_argument("--seed", type=int, help=f"(default {DEFAULTS['seed']})")
@@ -87,7 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # (low, high, low allowed): the range every numeric argument must lie in
 RANGES = {"epochs": (0, None, False), "batch_size": (0, None, False), "steps": (0, None, False),
           "img_size": (0, None, False), "lr": (0, None, False), "weight_decay": (0, None, True),
-          "warmup_epochs": (0, None, True), "label_smoothing": (0, 1, True), "drop_path": (0, 1, True),
+          "warmup_epochs": (0, None, True), "label_smoothing": (0, 1, True), "cutmix": (0, 1, True), "drop_path": (0, 1, True),
           "clip_grad": (0, None, True), "workers": (0, None, True)}
 
 
@@ -212,6 +216,7 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
         if ctx.world_size > 1 else model
     step_model = torch.compile(ddp, dynamic=False) if config["compile"] else ddp  # the last batch: one more graph
     criterion = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
+    cutmix = CutMix(config["cutmix"]) if config["cutmix"] else None
 
     start_epoch, history = 0, []
     torch.manual_seed(config["seed"] + ctx.rank)  # different drop-path masks per process
@@ -232,7 +237,8 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
         data.train_set.set_epoch(epoch)
         stats = train_one_epoch(step_model, data.train_loader, steps, optimizer=optimizer, scheduler=scheduler,
                                 scaler=scaler, criterion=criterion, precision=precision,
-                                clip_grad=config["clip_grad"], ctx=ctx, desc=f"epoch {epoch + 1}/{config['epochs']}")
+                                clip_grad=config["clip_grad"], ctx=ctx, desc=f"epoch {epoch + 1}/{config['epochs']}",
+                                cutmix=cutmix, rng=np.random.default_rng([config["seed"], epoch, ctx.rank]))
         distributed.broadcast_buffers(model, ctx)
         val = None
         if data.val_loader is not None:
