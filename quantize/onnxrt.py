@@ -20,10 +20,14 @@ import numpy as np
 
 from common.quiet import prints_silenced
 
+from .onnx_ranges import activation_ranges
+
 METHODS = ("percentile", "minmax", "entropy")  # the default first: measured best, docs/quantization.md
 ACTIVATIONS = ("uint8", "int8")
 QUANTIZED_OPS = ("Conv", "Add")
-ENTROPY_BINS = 2048  # histogram bins of the entropy method (TensorRT's choice), searched with 128 quantized bins
+# create_calibrator options per method. ORT's entropy default (128 bins searched with 128 quantized
+# bins) has one candidate, the whole range, which is min/max; 2048 bins (TensorRT's choice) give a search.
+CALIBRATOR_OPTIONS = {"percentile": {}, "minmax": {}, "entropy": {"num_bins": 2048, "num_quantized_bins": 128}}
 
 
 def float_nodes(model_path: Path, float_modules: Iterable[str]) -> list[str]:
@@ -40,50 +44,26 @@ def float_nodes(model_path: Path, float_modules: Iterable[str]) -> list[str]:
     return names
 
 
-def _entropy_ranges(model_path: Path, reader, cache: Path) -> None:
-    """KL-divergence (entropy) ranges written to ORT's calibration cache.
-
-    ``quantize_static`` builds its entropy calibrator with 128 histogram bins and 128 quantized bins:
-    the KL search then has a single candidate, the whole range, which is min/max. Here the histogram
-    has :data:`ENTROPY_BINS` bins, searched for the threshold that 128 quantized bins fit best.
-    """
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
-    calibrator = create_calibrator(model_path, list(QUANTIZED_OPS), augmented_model_path=str(cache.with_suffix(".aug.onnx")),
-                                   calibrate_method=CalibrationMethod.Entropy,
-                                   extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": 128})
-    calibrator.collect_data(reader)
-    save_tensors_data(calibrator.compute_data(), cache)
-
-
 def quantize_qdq(fp32_path: Path, out_path: Path, calibration: np.ndarray, input_name: str,
                  method: str = METHODS[0], activation: str = "uint8", float_modules: Iterable[str] = ()) -> dict:
     """Write a QDQ int8 model of ``fp32_path`` to ``out_path``; returns what was done."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(calibration[i:i + 1] for i in range(len(calibration)))
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {input_name: batch}
 
     method_enum = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                    "percentile": CalibrationMethod.Percentile}[method]
     with tempfile.TemporaryDirectory(prefix="shunted-quantize-") as scratch, prints_silenced():
-        prepared, cache = Path(scratch) / "prepared.onnx", None
+        prepared, cache = Path(scratch) / "prepared.onnx", Path(scratch) / "ranges.json"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         # name scopes are read from the exported file: quant_pre_process drops node metadata, keeps names
         kept = {node.name for node in onnx.load(str(prepared)).graph.node}
         excluded = [name for name in float_nodes(fp32_path, float_modules) if name in kept]
-        if method == "entropy":
-            cache = Path(scratch) / "ranges.json"
-            _entropy_ranges(prepared, Reader(), cache)
+        save_tensors_data(activation_ranges(prepared, calibration, input_name, method_enum, QUANTIZED_OPS,
+                                            CALIBRATOR_OPTIONS[method], Path(scratch)), cache)
         quantize_static(
-            str(prepared), str(out_path), None if cache else Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            str(prepared), str(out_path), None, quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8, reduce_range=True, op_types_to_quantize=list(QUANTIZED_OPS),
             nodes_to_exclude=excluded, calibrate_method=method_enum, calibration_cache_path=cache)

@@ -167,3 +167,28 @@ def test_onnx_range_methods_differ_and_entropy_clips_rare_outliers(tmp_path):
     assert scale["minmax"] >= 40 / 255
     assert scale["entropy"] < 0.5 * scale["minmax"]  # 0.03% of values: the 99.999th percentile keeps them
     assert scale["percentile"] <= scale["minmax"]
+
+
+@pytest.mark.parametrize("method", ["percentile", "minmax", "entropy"])
+def test_onnx_ranges_in_small_chunks_equal_onnx_runtimes_single_pass(tmp_path, method):
+    """Bounded memory must not change a single range: chunks of 3 images against ORT holding all 40."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+    from quantize.onnx_ranges import _Reader, activation_ranges
+    from quantize.onnxrt import CALIBRATOR_OPTIONS
+    _two_convs(tmp_path / "fp32.onnx")
+    images = np.random.default_rng(2).normal(0, 1, (40, 3, 8, 8)).astype(np.float32)
+    images[7, 1, 2, 3], images[31, 0, 0, 0] = 25.0, -60.0  # extremes in different chunks, not the first
+    enum = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy}[method]
+    options = CALIBRATOR_OPTIONS[method]
+    single = create_calibrator(tmp_path / "fp32.onnx", ["Conv"], augmented_model_path=str(tmp_path / "one.onnx"),
+                               calibrate_method=enum, extra_options=options)
+    single.collect_data(_Reader(images, "input"))
+    expected = single.compute_data()
+    per_image = (4 + 2) * 8 * 8 * 4 + 3 * 8 * 8 * 4  # bytes of the calibrated outputs of one image
+    chunked = activation_ranges(tmp_path / "fp32.onnx", images, "input", enum, ["Conv"], options, tmp_path,
+                                chunk_bytes=3 * per_image)
+    assert set(chunked.data) == set(expected.data) and len(expected.data) >= 2
+    for name, ranges in expected.data.items():
+        assert (chunked.data[name].range_value == ranges.range_value), name
