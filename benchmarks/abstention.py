@@ -82,8 +82,11 @@ def measure(model, data: str, ood: list[str], keep: float) -> dict:
     same for the other ``SWEEP`` targets (what a stricter or looser floor would give)."""
     from benchmarks.accuracy import EvalSet
     from common.abstain import SCORE, confidence, threshold_keeping
+    from data import DataError
     spec = model.meta["preprocess"]
     eval_set = EvalSet(data, "test", spec)
+    if not eval_set.labelled:
+        raise DataError(f"choosing the rule needs labelled in-domain images; {data}: {eval_set.unlabelled}")
     logits = model_logits(model, np.concatenate(list(eval_set.batches(512))))
     conf, correct = confidence(logits), logits.argmax(1) == eval_set.labels
     choose, judge = np.arange(len(conf)) % 2 == 0, np.arange(len(conf)) % 2 == 1

@@ -52,22 +52,27 @@ def topk_predictions(logits: np.ndarray, k: int = 5) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def summarize(top5: np.ndarray, labels: np.ndarray, reference_top1: np.ndarray | None = None) -> dict:
-    """top-1/top-5 (%) of predictions ``top5`` (N, k); with a reference: agreement and delta (points)."""
-    top5, labels = np.asarray(top5), np.asarray(labels)
-    if len(top5) != len(labels) or len(labels) == 0:
-        raise ValueError(f"{len(top5)} predictions for {len(labels)} labels")
-    out = {"n": int(len(labels)), "top1": float(100.0 * (top5[:, 0] == labels).mean()),
-           "top5": float(100.0 * (top5 == labels[:, None]).any(axis=1).mean()),
-           "agreement": None, "reference_top1": None, "delta_top1": None}
+def summarize(top5: np.ndarray, labels: np.ndarray | None, reference_top1: np.ndarray | None = None) -> dict:
+    """top-1/top-5 (%) of predictions ``top5`` (N, k); with a reference: agreement and delta (points).
+    ``labels`` None (images without labels): agreement only, the accuracy fields are None."""
+    top5 = np.asarray(top5)
+    n = len(top5) if labels is None else len(labels)
+    if len(top5) != n or n == 0:
+        raise ValueError(f"{len(top5)} predictions for {n} labels")
+    out = {"n": int(n), "top1": None, "top5": None, "agreement": None, "reference_top1": None, "delta_top1": None}
+    if labels is not None:
+        labels = np.asarray(labels)
+        out.update(top1=float(100.0 * (top5[:, 0] == labels).mean()),
+                   top5=float(100.0 * (top5 == labels[:, None]).any(axis=1).mean()))
     if reference_top1 is not None:
-        reference_top1 = np.asarray(reference_top1)[:len(labels)]
+        reference_top1 = np.asarray(reference_top1)[:n]
         agree = top5[:, 0] == reference_top1
         out["agreement"] = float(100.0 * agree.mean())
-        out["reference_top1"] = float(100.0 * (reference_top1 == labels).mean())
-        out["delta_top1"] = out["top1"] - out["reference_top1"]
-        out["agreement_lower95"] = float(100.0 * wilson_lower(int(agree.sum()), len(labels)))
-        out["drop_lower95"] = drop_bounds(reference_top1 == labels, top5[:, 0] == labels)[0]
+        out["agreement_lower95"] = float(100.0 * wilson_lower(int(agree.sum()), n))
+        if labels is not None:
+            out["reference_top1"] = float(100.0 * (reference_top1 == labels).mean())
+            out["delta_top1"] = out["top1"] - out["reference_top1"]
+            out["drop_lower95"] = drop_bounds(reference_top1 == labels, top5[:, 0] == labels)[0]
     return out
 
 
@@ -94,9 +99,17 @@ class EvalSet:
 
     def __init__(self, data: str, split: str, spec: dict, limit: int | None = None, model_labels: list | None = None):
         """``model_labels``: the model's class names; a source whose classes all match them (by name or
-        WordNet id, data.labels) is relabelled to the model's indices (e.g. 10 ImageNet classes)."""
+        WordNet id, data.labels) is relabelled to the model's indices (e.g. 10 ImageNet classes). A
+        source without labels (a flat folder, a .npy array), or whose classes are not the model's, is
+        judged by agreement with the reference only (:attr:`unlabelled` says why)."""
         from data import build_dataset, label_indices
-        self.data, self.split, self.spec, self.limit = str(data), resolve_split(data, split), spec, limit
+        from quantize.calibration import is_unlabelled
+        self.data, self.spec, self.limit, self.unlabelled = str(data), spec, limit, None
+        self._images: np.ndarray | None = None
+        if is_unlabelled(Path(self.data)):
+            self._init_unlabelled()
+            return
+        self.split = resolve_split(data, split)
         self.dataset = build_dataset(data, self.split, spec, limit=limit)
         if len(self.dataset) == 0:
             from data import DataError
@@ -106,14 +119,33 @@ class EvalSet:
         mapping = label_indices(self.classes, model_labels)
         if mapping is not None and mapping != list(range(len(self.classes))):
             self.labels, self.classes = np.asarray(mapping, dtype=np.int64)[self.labels], list(model_labels)
+        elif mapping is None and model_labels and self.classes:
+            self.unlabelled = f"its classes ({', '.join(self.classes[:3])}, ...) are not the model's"
         self.cacheable = len(self) * 3 * spec["crop"] ** 2 * 4 <= self.MAX_CACHE_BYTES
-        self._images: np.ndarray | None = None
+
+    def _init_unlabelled(self) -> None:
+        """The images of a flat folder or array that int8 calibration does not take (the converters
+        calibrate on a seeded prefix of the same order), preprocessed at once."""
+        from data import DataError
+        from quantize.calibration import calibration_count, held_out_images
+        used = calibration_count(self.data, {"preprocess": self.spec, "input_size": self.spec["crop"]}, None)
+        images, _, _ = held_out_images(self.data, self.spec, self.limit or sys.maxsize, used, seed=0)
+        if not images:
+            raise DataError(f"{self.data} holds no images beyond the {used} int8 calibration takes; add images")
+        self.split, self.unlabelled = f"beyond the {used} int8 calibration images", "no labels"
+        self._images, self.dataset, self.classes = np.stack([i.numpy() for i in images]), None, []
+        self.labels, self.cacheable = np.full(len(images), -1, dtype=np.int64), True
+
+    @property
+    def labelled(self) -> bool:
+        return self.unlabelled is None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def describe(self) -> str:
-        return f"{self.data} {self.split}" + (f" (first {self.limit} of a seeded permutation)" if self.limit else "")
+        text = f"{self.data} {self.split}" + (f" (first {self.limit} of a seeded permutation)" if self.limit else "")
+        return text + (f"; {self.unlabelled}: agreement with the reference only" if self.unlabelled else "")
 
     def _item_batches(self, batch_size: int, stop: int):
         for start in range(0, stop, batch_size):
@@ -180,12 +212,12 @@ def reference_results(checkpoint: str | Path, eval_set: EvalSet, batch_size: int
     from train.evaluate import evaluate
 
     model = create_model(checkpoint_path=checkpoint).eval()
-    if eval_set.classes and len(eval_set.classes) > model.num_classes:
+    if eval_set.labelled and eval_set.classes and len(eval_set.classes) > model.num_classes:
         from data import DataError
         raise DataError(f"{eval_set.data} has {len(eval_set.classes)} classes but {Path(checkpoint).name} predicts "
                         f"{model.num_classes}; evaluate it on data with its own classes")
     labels = (model.meta or {}).get("labels")
-    if eval_set.classes and labels and list(eval_set.classes) != list(labels)[:len(eval_set.classes)]:
+    if eval_set.labelled and eval_set.classes and labels and list(eval_set.classes) != list(labels)[:len(eval_set.classes)]:
         print(f"warning: dataset classes {eval_set.classes[:3]}... differ from the model's labels {labels[:3]}...; "
               f"class indices are compared as they are", file=sys.stderr)
     bar = tqdm(total=len(eval_set), desc="accuracy: PyTorch fp32 reference", unit="img",
@@ -206,15 +238,23 @@ def reference_results(checkpoint: str | Path, eval_set: EvalSet, batch_size: int
 
     recorder = Recorder(model)
     try:
-        result = evaluate(recorder, eval_set.torch_dataset(), batch_size=batch_size, device=device)
+        if eval_set.labelled:
+            result = evaluate(recorder, eval_set.torch_dataset(), batch_size=batch_size, device=device)
+        else:  # evaluate() counts hits per label: without labels, just the predictions
+            start, device = time.perf_counter(), device or "cpu"
+            with torch.inference_mode():
+                for x in eval_set.batches(batch_size):
+                    recorder.to(device)(torch.from_numpy(x).to(device))
+            result = {"device": device, "images_per_s": round(len(eval_set) / (time.perf_counter() - start), 1)}
     finally:
         bar.close()
     top5 = np.concatenate(recorder.top5)
-    metrics = summarize(top5, eval_set.labels, top5[:, 0])
-    # evaluate() is the project's definition of accuracy; ours must agree with it exactly
-    if abs(result["top1"] - metrics["top1"]) > 1e-6 * 100 + 1e-3 or result["n"] != metrics["n"]:
-        raise RuntimeError(f"reference top-1 mismatch: evaluate() {result['top1']} vs recorded {metrics['top1']}")
-    metrics.update(top1=result["top1"], top5=result["top5"], images_per_s=result.get("images_per_s"))
+    metrics = summarize(top5, eval_set.labels if eval_set.labelled else None, top5[:, 0])
+    metrics["images_per_s"] = result.get("images_per_s")
+    if eval_set.labelled:  # evaluate() is the project's definition of accuracy; ours must agree with it exactly
+        if abs(result["top1"] - metrics["top1"]) > 1e-6 * 100 + 1e-3 or result["n"] != metrics["n"]:
+            raise RuntimeError(f"reference top-1 mismatch: evaluate() {result['top1']} vs recorded {metrics['top1']}")
+        metrics.update(top1=result["top1"], top5=result["top5"])
     return Reference(Path(checkpoint), metrics, top5[:, 0], result.get("device", "cpu"))
 
 
@@ -268,7 +308,8 @@ def measure_accuracy(artifact: str | Path, eval_set: EvalSet, reference: Referen
             top5.append(topk_predictions(runner.run(x)))
             bar.update(len(x))
     seconds = time.perf_counter() - start
-    metrics = summarize(np.concatenate(top5), eval_set.labels[:stop], None if reference is None else reference.top1)
+    metrics = summarize(np.concatenate(top5), eval_set.labels[:stop] if eval_set.labelled else None,
+                        None if reference is None else reference.top1)
     return {**row, "status": "ok", "format": runner.format, "precision": runner.precision, "engine": engine,
             **metrics, "subset": stop < len(eval_set), "seconds": round(seconds, 2),
             "images_per_s": round(stop / seconds, 1) if seconds > 0 else None}

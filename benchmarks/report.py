@@ -62,8 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", choices=list_models(), help="variant; without --checkpoint: random weights "
                         "(latency only, accuracy n/a)")
     parser.add_argument("--checkpoint", type=Path, help=f"weights (default: {SHIPPED_CHECKPOINT.relative_to(ROOT)})")
-    parser.add_argument("--data", help="'cifar10[:PATH]', 'fashion-mnist[:DIR]' or an image folder in ImageNet val "
-                        "layout (one sub-folder per class); default: the checkpoint's dataset (random weights: "
+    parser.add_argument("--data", help="'cifar10[:PATH]', 'fashion-mnist[:DIR]', an image folder in ImageNet val "
+                        "layout (one sub-folder per class: accuracy), or a folder of images or .npy without labels "
+                        "(agreement with PyTorch only); default: the checkpoint's dataset (random weights: "
                         f"{RANDOM_WEIGHTS_DATA}, for int8 calibration)")
     parser.add_argument("--split", default="test", help="split for accuracy (default test)")
     parser.add_argument("--imgsz", type=int, help="input size (default: the checkpoint's; 224 for random weights)")

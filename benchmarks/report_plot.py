@@ -2,6 +2,7 @@
 when there is no accuracy (random weights)."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from benchmarks.report_measure import Row
@@ -57,7 +58,7 @@ def _label(ax, points: list[Row]) -> None:
                     arrowprops=dict(arrowstyle="-", color="gray", linewidth=0.5) if slot > 1 else None)
 
 
-def _latency_bars(ax, timed: list[Row], title: str) -> None:
+def _latency_bars(ax, timed: list[Row], title: str, why: str) -> None:
     ax.barh(range(len(timed)), [r.median_ms for r in timed], color="tab:blue", label="median")
     ax.errorbar([r.median_ms for r in timed], range(len(timed)), fmt="none", ecolor="gray", capsize=3,
                 xerr=_p90_error(timed), label="to p90")
@@ -65,7 +66,7 @@ def _latency_bars(ax, timed: list[Row], title: str) -> None:
     ax.set_yticks(range(len(timed)), [r.label for r in timed])
     ax.invert_yaxis()
     ax.set_xlabel("median latency (ms)")
-    ax.set_title(title + " - accuracy n/a (random weights)", fontsize=10)
+    ax.set_title(f"{title} - accuracy n/a ({why})", fontsize=10)
     for i, r in enumerate(timed):
         ax.annotate(f" {r.median_ms:.2f} ms", (r.median_ms, i), va="bottom", fontsize=8)
 
@@ -102,11 +103,14 @@ def plot(rows: list[Row], report: dict, path: Path) -> None:
              + (f", {report['data']}" if report.get("data") else "")
              + f"\n{report['cpu_model']} ({report.get('physical_cores')} cores, {report.get('cpu_features', '')}), "
              f"{report['threads']} thread{'s' if report['threads'] != 1 else ''}")
+    title = "\n".join(textwrap.fill(line, 110) for line in title.split("\n"))
     fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
     timed = [r for r in rows if isinstance(r.median_ms, float)]
     points = [r for r in timed if isinstance(r.top1, float) and not r.accuracy.get("subset")]  # same images only
     if report["random_weights"] or not points:
-        _latency_bars(ax, timed, title)
+        why = "random weights" if report["random_weights"] else \
+            "no labels: agreement in the table" if any(r.agreement is not None for r in rows) else "not measured"
+        _latency_bars(ax, timed, title, why)
     else:
         _accuracy_scatter(ax, points, title)
         plotted = {id(r) for r in points}

@@ -54,7 +54,7 @@ def cells(row: Row, random_weights: bool) -> dict:
     notes = row.notes + ([float_units_note(row)] if float_units_note(row) else [])
     if notes:
         status += " - " + "; ".join(notes)
-    accuracy_missing = RANDOM_NA if random_weights else "-"
+    accuracy_missing = RANDOM_NA if random_weights else "no labels" if row.agreement is not None else "-"
     subset = f" (n={row.n})" if row.n and row.accuracy.get("subset") else ""
     latency_missing = "needs macOS" if row.status == "needs macOS" else "-"
     return {
@@ -120,7 +120,7 @@ def markdown(report: dict) -> str:
     if errors:
         lines += ["Errors:", ""] + [f"- {r['label']}: {r['error']}" for r in errors] + [""]
     ref = report.get("reference_accuracy") or {}
-    if ref.get("status") == "ok":
+    if ref.get("status") == "ok" and ref.get("top5") is not None:
         lines += [f"Reference top-5: {ref['top5']:.2f}% on {ref['n']} images ({ref.get('engine')}).", ""]
     if platform.system() != "Darwin" and any(r["format"] == "Core ML" for r in rows):
         lines += ["Core ML rows: latency needs macOS (Core ML predict); their accuracy comes from the project's numpy "

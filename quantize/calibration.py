@@ -57,7 +57,8 @@ def default_calibration_size(input_size: int) -> int:
     return 1024 if input_size <= 64 else max(128, int(1024 * (64 / input_size) ** 2))
 
 
-def _is_flat_or_array(path: Path) -> bool:
+def is_unlabelled(path: Path) -> bool:
+    """A .npy array or a folder of images without class sub-folders: images without labels."""
     return path.suffix == ".npy" or (path.is_dir() and not any(p.is_dir() for p in path.iterdir()))
 
 
@@ -70,7 +71,7 @@ def calibration_count(source: str, meta: dict, requested: int | None) -> int:
         return requested
     wanted = default_calibration_size(meta["input_size"])
     path = Path(source)
-    available = _pool_size(path) if _is_flat_or_array(path) else len(build_dataset(source, "train", meta["preprocess"]))
+    available = _pool_size(path) if is_unlabelled(path) else len(build_dataset(source, "train", meta["preprocess"]))
     return wanted if available >= 2 * wanted else max(1, available // 2)
 
 
@@ -83,7 +84,7 @@ def calibration_batch(source: str, meta: dict, limit: int | None = None, seed: i
     """
     limit = calibration_count(source, meta, limit)
     spec, path = meta["preprocess"], Path(source)
-    if _is_flat_or_array(path):
+    if is_unlabelled(path):
         batch = _pool_images(path, spec, 0, limit, seed)
     else:
         dataset = build_dataset(source, "train", spec, seed=seed, limit=limit)
@@ -99,7 +100,7 @@ def held_out_images(source: str, spec: dict, n_real: int, calibration_used: int,
     classes): the test split, then validation, then the training images calibration did not use (it
     takes a seeded prefix); for a flat folder or an array, the images after the calibration prefix."""
     path = Path(source)
-    if _is_flat_or_array(path):
+    if is_unlabelled(path):
         return list(torch.from_numpy(_pool_images(path, spec, calibration_used, n_real, seed))), np.zeros(0, int), None
     images, labels, classes = [], [], None
     for split, skip in (("test", 0), ("val", 0), ("train", calibration_used)):

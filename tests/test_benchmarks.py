@@ -110,6 +110,46 @@ def test_topk_agreement_and_delta_on_synthetic_logits():
     assert accuracy.topk_predictions(np.array([[1.0, 2.0]])).tolist() == [[1, 0]]  # fewer than 5 classes
 
 
+def test_without_labels_summarize_gives_agreement_only():
+    top5 = np.array([[1, 0, 2, 3, 4], [0, 1, 2, 3, 4], [3, 1, 2, 0, 4]])
+    m = accuracy.summarize(top5, None, np.array([1, 0, 0]))
+    assert m["n"] == 3 and m["top1"] is None and m["top5"] is None and m["delta_top1"] is None
+    assert m["agreement"] == pytest.approx(200 / 3) and 0 < m["agreement_lower95"] < m["agreement"]
+
+
+def _pngs(folder, n, seed):
+    from PIL import Image
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+
+
+def test_a_flat_folder_is_judged_by_agreement_on_images_calibration_does_not_take(tmp_path):
+    from conftest import TRAINED
+    from quantize.calibration import calibration_batch
+    spec = fashion_mnist_preprocess(SIZE)
+    _pngs(tmp_path / "flat", 24, 0)
+    eval_set = accuracy.EvalSet(str(tmp_path / "flat"), "test", spec)
+    calibration = calibration_batch(str(tmp_path / "flat"), {"preprocess": spec, "input_size": SIZE})
+    assert not eval_set.labelled and "agreement with the reference only" in eval_set.describe()
+    assert len(eval_set) == 24 - len(calibration) == 12
+    assert not any(np.array_equal(a, b) for a in eval_set.images() for b in calibration)
+    reference = accuracy.reference_results(TRAINED, eval_set, progress=False)
+    assert reference.metrics["top1"] is None and reference.metrics["agreement"] == 100.0
+    assert len(reference.top1) == 12
+
+
+def test_class_folders_that_are_not_the_models_classes_give_agreement_only(tmp_path):
+    from data import FASHION_MNIST_CLASSES
+    for name in ("red", "green"):
+        _pngs(tmp_path / "colours" / name, 5, len(name))
+    spec = fashion_mnist_preprocess(SIZE)
+    assert accuracy.EvalSet(str(tmp_path / "colours"), "test", spec).labelled  # a model without names: as is
+    eval_set = accuracy.EvalSet(str(tmp_path / "colours"), "test", spec, model_labels=list(FASHION_MNIST_CLASSES))
+    assert not eval_set.labelled and eval_set.unlabelled.startswith("its classes (green, red")
+
+
 def test_artifact_spec_parsing_and_naming(tmp_path):
     job = report_build.parse_spec("coreml:fp16+palettize4")
     assert (job.format, job.precision, job.compress) == ("coreml", "fp16", "palettize4")
@@ -222,17 +262,23 @@ def test_report_with_random_weights_marks_accuracy_na(tmp_path):
 
 def test_accuracy_cli_on_an_image_folder(checkpoint, tmp_path):
     from PIL import Image
+    from data import FASHION_MNIST_CLASSES
     rng = np.random.default_rng(0)
-    for label in ("a", "b"):  # ImageNet val layout: one sub-folder per class, no train/val split
-        (tmp_path / "val" / label).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(tmp_path / "val" / label / f"{i}.png")
+    for root, names in (("val", FASHION_MNIST_CLASSES[1:3]), ("other", ("a", "b"))):
+        for label in names:  # ImageNet val layout: one sub-folder per class, no train/val split
+            (tmp_path / root / label).mkdir(parents=True)
+            for i in range(3):
+                pixels = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / root / label / f"{i}.png")
     out = tmp_path / "rows.json"
     assert accuracy.main([str(checkpoint), "--data", str(tmp_path / "val"), "--json", str(out)]) == 0
     (row,) = json.loads(out.read_text())
     assert row["status"] == "ok" and row["n"] == 6  # the whole folder, not a split of it
     assert row["agreement"] == pytest.approx(100.0) and row["delta_top1"] == pytest.approx(0.0)
     assert 0.0 <= row["top1"] <= row["top5"] <= 100.0
+    assert accuracy.main([str(checkpoint), "--data", str(tmp_path / "other"), "--json", str(out), "--force"]) == 0
+    (row,) = json.loads(out.read_text())  # not the model's classes: agreement only
+    assert row["status"] == "ok" and row["top1"] is None and row["agreement"] == pytest.approx(100.0)
 
 
 def test_text_table_aligns_columns():
