@@ -1,7 +1,7 @@
 """The accuracy-vs-latency report: build (or reuse) every artifact, measure accuracy and latency.
 
     python benchmarks/report.py                                   # default model on its own test split
-    python benchmarks/report.py --model shunted_t --imgsz 224     # random weights: latency only
+    python benchmarks/report.py --model shunted_t --input-size 224     # random weights: latency only
     python benchmarks/report.py --model shunted_t --checkpoint t.pth --data /data/imagenet --limit 5000
 
 Each run writes a new folder ``runs/report-YYYYmmdd-HHMMSS[-N]`` with report.md, report.json and
@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(agreement with PyTorch only); default: the checkpoint's dataset (random weights: "
                         f"{RANDOM_WEIGHTS_DATA}, for int8 calibration)")
     parser.add_argument("--split", default="test", help="split for accuracy (default test)")
-    parser.add_argument("--imgsz", type=int, help="input size (default: the checkpoint's; 224 for random weights)")
+    parser.add_argument("--input-size", "--imgsz", type=int,
+                        help="input size (default: the checkpoint's; 224 for random weights)")
     parser.add_argument("--threads", type=int, help=f"threads for every runtime (default: physical cores, "
                         f"{physical_cores()} here)")
     parser.add_argument("--runs", type=int, default=100, help="timed iterations per artifact (default 100)")
@@ -92,9 +93,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, low in (("runs", 1), ("warmup", 0), ("rounds", 1), ("batch", 1), ("coreml_limit", 0)):
         if getattr(args, name) < low:
             parser.error(f"--{name.replace('_', '-')} must be >= {low}")
-    for name in ("threads", "limit", "imgsz"):
+    for name in ("threads", "limit", "input_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1")
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     for name in ("artifacts_dir", "runs_dir"):
         try:
             check_folder(getattr(args, name), f"--{name.replace('_', '-')}")
@@ -117,7 +118,7 @@ def run_report(args: argparse.Namespace) -> None:
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     quiet_third_party()
     jobs = [parse_spec(s) for s in args.artifacts.split(",") if s.strip()]
-    weights = resolve_weights(args.checkpoint, args.model, args.imgsz, args.artifacts_dir)
+    weights = resolve_weights(args.checkpoint, args.model, args.input_size, args.artifacts_dir)
     for note in weights.notes:
         print(note, file=sys.stderr)
     args.data = args.data or weights.meta.get("dataset") or (RANDOM_WEIGHTS_DATA if weights.random else None)

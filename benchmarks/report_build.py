@@ -104,7 +104,7 @@ def build(job: Job, weights: Weights, batch: int, directory: Path, verify_data: 
     """Reuse or convert ``job`` through the conversion API; failures land in ``job.error``."""
     from convert.api import ConvertRequest, convert, converter
     size = weights.meta["input_size"]
-    request = ConvertRequest(checkpoint=weights.path, imgsz=size, batch=batch, precision=job.precision,
+    request = ConvertRequest(checkpoint=weights.path, input_size=size, batch=batch, precision=job.precision,
                              compress=job.compress, verify_data=verify_data, output_dir=directory,
                              calib=calib if (job.precision == "int8" or job.compress) else None)
     start = time.perf_counter()
@@ -148,28 +148,29 @@ def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, da
 
 
 # --- the checkpoint -----------------------------------------------------------------------------
-def resolve_weights(checkpoint: Path | None, variant: str | None, imgsz: int | None, directory: Path) -> Weights:
-    """The weights every row is built from: ``checkpoint`` (resized to ``imgsz``), the shipped model,
+def resolve_weights(checkpoint: Path | None, variant: str | None, input_size: int | None, directory: Path) -> Weights:
+    """The weights every row is built from: ``checkpoint`` (resized to ``input_size``), the shipped model,
     or seeded random ``variant`` weights."""
     from model import create_model, file_sha256
     notes = []
     if checkpoint is None and variant is None:
         if not SHIPPED_CHECKPOINT.is_file():
             raise ReportError(f"default weights {SHIPPED_CHECKPOINT} are missing; pass --checkpoint, or "
-                              f"--model NAME for random weights (latency only, e.g. --model {SHIPPED_VARIANT} --imgsz 32)")
+                              f"--model NAME for random weights (latency only, e.g. --model {SHIPPED_VARIANT} "
+                              f"--input-size 32)")
         checkpoint = SHIPPED_CHECKPOINT
     if checkpoint is None:
         notes.append(f"warning: no --checkpoint: {variant} with random weights (seed 0) - accuracy columns "
                      f"are {RANDOM_NA}; latency and speed-ups are real")
-        path, random = random_checkpoint(variant, imgsz or 224, directory), True
+        path, random = random_checkpoint(variant, input_size or 224, directory), True
     elif not checkpoint.is_file():
         raise ReportError(f"checkpoint {checkpoint} not found")
     else:
         size = create_model(variant, checkpoint_path=checkpoint).meta["input_size"]
         path, random = checkpoint, False
-        if imgsz and imgsz != size:
-            notes.append(f"note: {checkpoint.name} is a {size} px model; running it at {imgsz} px")
-            path = resized_checkpoint(checkpoint, imgsz, directory)
+        if input_size and input_size != size:
+            notes.append(f"note: {checkpoint.name} is a {size} px model; running it at {input_size} px")
+            path = resized_checkpoint(checkpoint, input_size, directory)
     return Weights(path, random, file_sha256(path), create_model(checkpoint_path=path).meta, notes)
 
 
@@ -189,7 +190,7 @@ def random_checkpoint(variant: str, size: int, directory: Path) -> Path:
             pass
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    model = create_model(variant, num_classes=1000, img_size=size)
+    model = create_model(variant, num_classes=1000, input_size=size)
     return save_checkpoint(path, model, {**model.meta, "preprocess": imagenet_preprocess(size), "random_weights": True})
 
 
@@ -211,6 +212,6 @@ def resized_checkpoint(checkpoint: Path, size: int, directory: Path) -> Path:
         except Exception:
             pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = create_model(checkpoint_path=checkpoint, img_size=size)
+    model = create_model(checkpoint_path=checkpoint, input_size=size)
     return save_checkpoint(path, model, {**meta, **model.meta, "input_size": size, "preprocess": spec,
                                          "source_sha256": source_sha})

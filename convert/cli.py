@@ -23,7 +23,8 @@ def build_parser(converter: Converter) -> Parser:
     parser.add_argument("--model", choices=list_models(), help="variant (default: the checkpoint's, "
                         f"else the shipped default model {SHIPPED_CHECKPOINT.name})")
     parser.add_argument("--checkpoint", type=Path, help="our checkpoint or an official Shunted one")
-    parser.add_argument("--imgsz", type=int, help="input size, a multiple of 32 (default: the checkpoint's)")
+    parser.add_argument("--input-size", "--imgsz", type=int,
+                        help="input size, a multiple of 32 (default: the checkpoint's)")
     parser.add_argument("--batch", type=int, default=DEFAULTS.batch, help="static batch size (default 1)")
     parser.add_argument("--output", type=Path, help="artifact path (default: <output-dir>/<checkpoint>_<size>_<precision>)")
     parser.add_argument("--output-dir", type=Path, default=ARTIFACTS_DIR, help="folder for the default name (artifacts/)")
@@ -63,7 +64,8 @@ def request_from_args(converter: Converter, args) -> ConvertRequest:
     options = converter.options(**{f.name: getattr(args, f.name) for f in fields(converter.options)
                                    if getattr(args, f.name, None) is not None})
     return ConvertRequest(
-        model=args.model, checkpoint=args.checkpoint, imgsz=args.imgsz, batch=args.batch, precision=args.precision,
+        model=args.model, checkpoint=args.checkpoint, input_size=args.input_size, batch=args.batch,
+        precision=args.precision,
         compress=getattr(args, "compress", None), calib=args.calib, calib_size=args.calib_size,
         calib_method=getattr(args, "calib_method", None), float_modules=tuple(args.float_modules),
         search=not args.no_search, search_budget=args.search_budget, random_weights=args.random_weights,

@@ -29,12 +29,12 @@ def parse_request(argv: list[str] | None) -> ConvertRequest:
     parser = Parser(description="Export ONNX, ExecuTorch (XNNPACK) and Core ML artifacts, verified.")
     parser.add_argument("--model", choices=list_models())
     parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--imgsz", type=int)
+    parser.add_argument("--input-size", "--imgsz", type=int)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--output-dir", type=Path, default=ARTIFACTS_DIR, help="folder for all artifacts (default: artifacts/)")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
-    return ConvertRequest(model=args.model, checkpoint=args.checkpoint, imgsz=args.imgsz, batch=args.batch,
+    return ConvertRequest(model=args.model, checkpoint=args.checkpoint, input_size=args.input_size, batch=args.batch,
                           output_dir=args.output_dir, force=args.force)
 
 

@@ -193,14 +193,15 @@ def _reference_model(request: ConvertRequest) -> tuple[torch.nn.Module, Path | N
     metadata. A model object is copied: the caller's stays as it was (mode, device, dtype)."""
     if isinstance(request.model, torch.nn.Module):
         given = request.model.meta
-        if request.imgsz not in (None, given["input_size"]):
-            raise RequestError("imgsz", f"imgsz {request.imgsz} differs from the model's input size "
-                                        f"{given['input_size']} (its preprocessing is for that size); leave imgsz unset")
+        if request.input_size not in (None, given["input_size"]):
+            raise RequestError("input_size", f"input_size {request.input_size} differs from the model's input size "
+                                             f"{given['input_size']} (its preprocessing is for that size); "
+                                             f"leave input_size unset")
         model = copy.deepcopy(request.model).float().cpu().eval()
         meta = {**dict(given), "weights_sha256": tensors_sha256(model.state_dict())}
         return model, None, meta
     checkpoint = _resolve_checkpoint(request)
-    model = create_model(request.model, checkpoint_path=checkpoint, img_size=request.imgsz).eval()
+    model = create_model(request.model, checkpoint_path=checkpoint, input_size=request.input_size).eval()
     meta = dict(model.meta)
     if checkpoint is not None:
         meta.update(checkpoint=str(checkpoint), checkpoint_sha256=file_sha256(checkpoint))

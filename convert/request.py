@@ -34,7 +34,7 @@ class ConvertRequest:
 
     model: Any = None  # a variant name, or a model of ours (nn.Module with .meta); default: the checkpoint's
     checkpoint: Path | None = None  # ours or an official one; default: the shipped model unless ``model``
-    imgsz: int | None = None
+    input_size: int | None = None
     batch: int = 1
     precision: str | None = None
     compress: str | None = None  # weight-only compression (formats that offer it)

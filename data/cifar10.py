@@ -34,11 +34,11 @@ ENV_VAR = "CIFAR10_PATH"
 LAYOUT = "train/<class>/*.jpg and test/<class>/*.jpg"
 
 
-def cifar10_preprocess(img_size: int = SIZE) -> dict[str, Any]:
-    """CIFAR-10 spec: shorter side to ``img_size`` (bilinear, antialiased when shrinking a photo),
+def cifar10_preprocess(input_size: int = SIZE) -> dict[str, Any]:
+    """CIFAR-10 spec: shorter side to ``input_size`` (bilinear, antialiased when shrinking a photo),
     centre crop, CIFAR-10 mean/std."""
-    return {"mean": list(MEAN), "std": list(STD), "channel_order": "RGB", "resize": img_size,
-            "crop": img_size, "interpolation": "bilinear", "grayscale": False}
+    return {"mean": list(MEAN), "std": list(STD), "channel_order": "RGB", "resize": input_size,
+            "crop": input_size, "interpolation": "bilinear", "grayscale": False}
 
 
 def cifar10_path(root: str | Path | None = None) -> Path:

@@ -19,17 +19,17 @@ INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampl
 SPEC_KEYS = ("mean", "std", "channel_order", "resize", "crop", "interpolation", "grayscale")
 
 
-def imagenet_preprocess(img_size: int = 224) -> dict[str, Any]:
-    """ImageNet evaluation spec: resize to img_size/0.875 (256 for 224), bicubic, center crop."""
+def imagenet_preprocess(input_size: int = 224) -> dict[str, Any]:
+    """ImageNet evaluation spec: resize to input_size/0.875 (256 for 224), bicubic, center crop."""
     return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "channel_order": "RGB",
-            "resize": int(img_size / 0.875), "crop": img_size, "interpolation": "bicubic",
+            "resize": int(input_size / 0.875), "crop": input_size, "interpolation": "bicubic",
             "grayscale": False}
 
 
-def fashion_mnist_preprocess(img_size: int = 28) -> dict[str, Any]:
-    """Fashion-MNIST spec: bilinear resize to img_size, grey replicated to 3 channels."""
+def fashion_mnist_preprocess(input_size: int = 28) -> dict[str, Any]:
+    """Fashion-MNIST spec: bilinear resize to input_size, grey replicated to 3 channels."""
     return {"mean": [FASHION_MNIST_MEAN] * 3, "std": [FASHION_MNIST_STD] * 3,
-            "channel_order": "RGB", "resize": img_size, "crop": img_size,
+            "channel_order": "RGB", "resize": input_size, "crop": input_size,
             "interpolation": "bilinear", "grayscale": True}
 
 

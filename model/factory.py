@@ -54,7 +54,7 @@ def check_memory(config: ShuntedConfig, size: int, batch: int = 1) -> None:
     if available is not None and needed > available:
         raise ModelError(f"input size {size} with batch {batch} needs at least {needed / 2 ** 30:,.0f} GiB of memory "
                          f"for one forward pass; this machine has {available / 2 ** 30:,.0f} GiB: use a smaller "
-                         f"--imgsz or --batch")
+                         f"--input-size or --batch")
 
 
 def list_models() -> list[str]:
@@ -62,10 +62,10 @@ def list_models() -> list[str]:
     return list(VARIANTS)
 
 
-def imagenet_preprocess(img_size: int) -> dict:
+def imagenet_preprocess(input_size: int) -> dict:
     """Preprocessing of the official ImageNet checkpoints (resize 256 bicubic, centre crop 224)."""
     from data.preprocess import imagenet_preprocess as spec
-    return spec(img_size)
+    return spec(input_size)
 
 
 def make_meta(variant: str, num_classes: int, input_size: int, labels: list[str] | None = None,
@@ -93,7 +93,7 @@ def _check_variant(name: str, state_dict: dict, source: str) -> None:
 
 
 def create_model(name: str | None = None, num_classes: int | None = None, checkpoint_path: str | None = None,
-                 img_size: int | None = None, reset_head: bool = False, labels: list[str] | None = None,
+                 input_size: int | None = None, reset_head: bool = False, labels: list[str] | None = None,
                  drop_path_rate: float = 0.0, **overrides) -> ShuntedTransformer:
     """Build a Shunted Transformer variant, optionally loading weights.
 
@@ -120,10 +120,10 @@ def create_model(name: str | None = None, num_classes: int | None = None, checkp
 
     ckpt_classes = (describe_architecture(state_dict) or {}).get("num_classes") if state_dict is not None else None
     classes = num_classes or ckpt_classes or (len(labels) if labels else 1000)
-    if img_size is None:
-        img_size = meta.get("input_size") or DEFAULT_INPUT_SIZE
-    _check_size(img_size)
-    check_memory(replace(VARIANTS[name], **overrides), img_size)
+    if input_size is None:
+        input_size = meta.get("input_size") or DEFAULT_INPUT_SIZE
+    _check_size(input_size)
+    check_memory(replace(VARIANTS[name], **overrides), input_size)
 
     model = build(name, num_classes=classes, drop_path_rate=drop_path_rate, **overrides)
     keep_labels = meta.get("labels")
@@ -138,7 +138,7 @@ def create_model(name: str | None = None, num_classes: int | None = None, checkp
                           f"(randomly initialised, for fine-tuning)", stacklevel=2)
             skip, keep_labels = ("head.",), None
         load_state(model, checkpoint, source, skip=skip)
-    preprocess = meta.get("preprocess") if meta.get("input_size") == img_size else None
+    preprocess = meta.get("preprocess") if meta.get("input_size") == input_size else None
     dataset = meta.get("dataset") if keep_labels is not None else None  # a new head means new data
     same_head = keep_labels is meta.get("labels")
     untrained = bool(meta.get("random_weights")) and same_head  # trained once fine-tuned
@@ -146,7 +146,7 @@ def create_model(name: str | None = None, num_classes: int | None = None, checkp
     if keep_labels is None and classes == ckpt_classes == IMAGENET_CLASSES and not untrained:
         from data.imagenet import imagenet_labels  # official weights carry no class names
         keep_labels = imagenet_labels()
-    model.meta = make_meta(name, classes, img_size, labels=labels or keep_labels, preprocess=preprocess,
+    model.meta = make_meta(name, classes, input_size, labels=labels or keep_labels, preprocess=preprocess,
                            source=str(Path(checkpoint_path).name) if checkpoint_path else None,
                            **({"dataset": dataset} if dataset else {}), **({"random_weights": True} if untrained else {}),
                            **({"abstain": abstain} if abstain else {}))

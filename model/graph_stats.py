@@ -10,9 +10,9 @@ LAYOUT_OPS = {"view", "reshape", "_unsafe_view", "permute", "transpose", "t", "f
               "unsqueeze_copy", "squeeze_copy", "expand_copy", "transpose_copy"}
 
 
-def export(model: torch.nn.Module, img_size: int, batch: int = 1) -> torch.export.ExportedProgram:
+def export(model: torch.nn.Module, input_size: int, batch: int = 1) -> torch.export.ExportedProgram:
     """torch.export with static shapes, in eval mode."""
-    example = torch.randn(batch, 3, img_size, img_size)
+    example = torch.randn(batch, 3, input_size, input_size)
     with torch.no_grad():
         return torch.export.export(model.eval(), (example,), strict=False)
 
@@ -41,10 +41,10 @@ def graph_stats(program: torch.export.ExportedProgram) -> dict:
             "layout_ops": layout, "symbolic_shapes": symbolic}
 
 
-def count_macs(model: torch.nn.Module, img_size: int) -> int:
+def count_macs(model: torch.nn.Module, input_size: int) -> int:
     """Multiply-accumulates of one image, counted by torch's FLOP counter (convs and matmuls)."""
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model.eval()(torch.randn(1, 3, img_size, img_size))
+        model.eval()(torch.randn(1, 3, input_size, input_size))
     return counter.get_total_flops() // 2

@@ -28,7 +28,7 @@ def _train(argv: list[str]) -> Path:
 def finetuned(folder: Path) -> dict:
     from data.synthetic import make_shapes_folder
     shapes = make_shapes_folder(folder / "shapes", per_class=100, size=72)
-    checkpoint = _train(["--checkpoint", str(TRAINED), "--reset-head", "--data", str(shapes), "--img-size", "64",
+    checkpoint = _train(["--checkpoint", str(TRAINED), "--reset-head", "--data", str(shapes), "--input-size", "64",
                          "--epochs", "6", "--batch-size", "32", "--lr", "1e-3", "--output", str(folder / "finetuned")])
     return {"checkpoint": checkpoint, "data": str(shapes), "random_weights": False}
 

@@ -39,7 +39,7 @@ def test_rule_from_meta_and_its_checks():
 def test_tool_measures_embeds_and_keeps_user_files(tmp_path, capsys):
     folder = make_cifar(tmp_path, per_class=20)
     torch.manual_seed(0)
-    model = create_model("shunted_nano_s16", num_classes=10, img_size=32)
+    model = create_model("shunted_nano_s16", num_classes=10, input_size=32)
     source = f"cifar10:{folder}"
     meta = make_meta("shunted_nano_s16", 10, 32, build_dataset(source, "test").classes,
                      build_dataset(source, "test").spec, dataset=source)

@@ -19,7 +19,7 @@ SIZE = 32
 def tuned():
     """A model of ours as a notebook holds it: trained weights in memory, its .meta, training mode."""
     torch.manual_seed(0)
-    model = create_model("shunted_nano", num_classes=3, img_size=SIZE, labels=["red", "green", "blue"])
+    model = create_model("shunted_nano", num_classes=3, input_size=SIZE, labels=["red", "green", "blue"])
     model.meta["random_weights"] = True  # judged by numerics: these weights decide nothing
     return model.train()
 
@@ -44,7 +44,7 @@ def test_a_model_object_converts_and_is_left_as_it_was(tuned, tmp_path):
     (lambda m, d: convert(m, "onnx", output_dir=d, batch="2"), RequestTypeError, "batch"),
     (lambda m, d: convert(m, "onnx", output_dir=d, calib_size=0), RequestError, "calib_size"),
     (lambda m, d: convert(m, "onnx", output_dir=d, options=object()), RequestTypeError, "options"),
-    (lambda m, d: convert(m, "onnx", output_dir=d, imgsz=64), RequestError, "imgsz"),
+    (lambda m, d: convert(m, "onnx", output_dir=d, input_size=64), RequestError, "input_size"),
     (lambda m, d: convert(m, "onnx", output_dir=d, precison="int8"), RequestTypeError, "precison"),
     (lambda m, d: convert(m, "tflite", output_dir=d), RequestError, "format"),
     (lambda m, d: convert(torch.nn.Linear(2, 2), "onnx", output_dir=d), RequestTypeError, "model"),
@@ -59,7 +59,7 @@ def test_mistakes_raise_python_errors_naming_the_argument(tuned, tmp_path, call,
 
 
 def test_a_model_without_meta_and_a_missing_checkpoint(tmp_path):
-    bare = create_model("shunted_nano", num_classes=3, img_size=SIZE)
+    bare = create_model("shunted_nano", num_classes=3, input_size=SIZE)
     del bare.meta
     with pytest.raises(RequestError, match="make_meta"):
         convert(bare, "onnx", output_dir=tmp_path)
@@ -72,7 +72,7 @@ def test_a_model_without_meta_and_a_missing_checkpoint(tmp_path):
 def test_the_command_line_still_speaks_in_flags(tmp_path, capsys):
     from convert import to_onnx
     from convert.cli import main
-    assert main(to_onnx.CONVERTER, ["--model", "shunted_nano", "--imgsz", "32", "--calib-size", "0",
+    assert main(to_onnx.CONVERTER, ["--model", "shunted_nano", "--input-size", "32", "--calib-size", "0",
                                     "--output-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "error: --calib-size must be >= 1, got 0"
 

@@ -94,7 +94,7 @@ class Case:
     codes: tuple[int, ...] = (2,)
 
 
-QUICK_TRAIN = ["--data", "colors", "--img-size", "32", "--epochs", "1", "--steps", "1", "--batch-size", "2"]
+QUICK_TRAIN = ["--data", "colors", "--input-size", "32", "--epochs", "1", "--steps", "1", "--batch-size", "2"]
 LATENCY = ["--runs", "1", "--rounds", "1", "--warmup", "0", "--no-cuda"]
 INT8 = ["--checkpoint", "ckpt.pt", "--precision", "int8"]
 
@@ -157,17 +157,17 @@ CASES = {
     "latency text .pt": Case("latency", ["bad.pt", *LATENCY], {"bad.pt": "hello\n"}, "bad.pt"),
     "latency text .onnx": Case("latency", ["bad.onnx", *LATENCY], {"bad.onnx": "hello\n"}, "bad.onnx"),
     # 9-10: sizes and module names
-    "onnx --imgsz 0": Case("onnx", ["--checkpoint", "ckpt.pt", "--imgsz", "0", "--output", "x.onnx"], {}, "32"),
-    "onnx --imgsz -32": Case("onnx", ["--checkpoint", "ckpt.pt", "--imgsz", "-32", "--output", "x.onnx"], {}, "32"),
-    "onnx --imgsz 100000": Case("onnx", ["--checkpoint", "ckpt.pt", "--imgsz", "100000", "--output", "x.onnx"], {},
+    "onnx --input-size 0": Case("onnx", ["--checkpoint", "ckpt.pt", "--input-size", "0", "--output", "x.onnx"], {}, "32"),
+    "onnx --input-size -32": Case("onnx", ["--checkpoint", "ckpt.pt", "--input-size", "-32", "--output", "x.onnx"], {}, "32"),
+    "onnx --input-size 100000": Case("onnx", ["--checkpoint", "ckpt.pt", "--input-size", "100000", "--output", "x.onnx"], {},
                                 "memory"),
-    "onnx --imgsz 33": Case("onnx", ["--checkpoint", "ckpt.pt", "--imgsz", "33", "--output", "x.onnx"], {}, "32, 64"),
+    "onnx --input-size 33": Case("onnx", ["--checkpoint", "ckpt.pt", "--input-size", "33", "--output", "x.onnx"], {}, "32, 64"),
     "onnx --batch 0": Case("onnx", ["--checkpoint", "ckpt.pt", "--batch", "0", "--output", "x.onnx"]),
     "onnx --batch 10000000": Case("onnx", ["--checkpoint", "ckpt.pt", "--batch", "10000000", "--output", "x.onnx"],
                                   {}, "memory"),
-    "export_all --imgsz 0": Case("export_all", ["--checkpoint", "ckpt.pt", "--imgsz", "0", "--output-dir", "out"]),
-    "train --img-size 0": Case("train", [*QUICK_TRAIN, "--img-size", "0", "--output", "run"]),
-    "train --img-size -32": Case("train", [*QUICK_TRAIN, "--img-size", "-32", "--output", "run"], {}, "32"),
+    "export_all --input-size 0": Case("export_all", ["--checkpoint", "ckpt.pt", "--input-size", "0", "--output-dir", "out"]),
+    "train --input-size 0": Case("train", [*QUICK_TRAIN, "--input-size", "0", "--output", "run"]),
+    "train --input-size -32": Case("train", [*QUICK_TRAIN, "--input-size", "-32", "--output", "run"], {}, "32"),
     "onnx --float-modules unknown": Case("onnx", [*INT8, "--float-modules", "stages.9.nope", "--output", "x.onnx"],
                                          {}, "stages.9.nope"),
     "executorch --float-modules unknown": Case(

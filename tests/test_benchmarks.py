@@ -246,7 +246,7 @@ def test_report_end_to_end_with_an_error_row(checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_report_with_random_weights_marks_accuracy_na(tmp_path):
-    argv = ["--model", "shunted_nano", "--imgsz", str(SIZE), "--artifacts", "executorch:fp64",
+    argv = ["--model", "shunted_nano", "--input-size", str(SIZE), "--artifacts", "executorch:fp64",
             "--runs", "4", "--rounds", "2", "--warmup", "1", "--no-cuda",
             "--artifacts-dir", str(tmp_path / "artifacts"), "--runs-dir", str(tmp_path / "runs")]
     assert report.main(argv) == 0

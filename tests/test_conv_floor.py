@@ -14,7 +14,7 @@ from model.deploy import deploy_form
 @pytest.mark.parametrize("kind", ["grouped", "slice"])
 def test_stripping_keeps_every_conv_shape_and_removes_the_arithmetic(kind):
     torch.manual_seed(0)
-    model = deploy_form(create_model("shunted_nano", img_size=64), "portable", 64)
+    model = deploy_form(create_model("shunted_nano", input_size=64), "portable", 64)
     x = torch.randn(1, 3, 64, 64)
     dense_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     replaced = conv_floor.strip_conv_arithmetic(model, x, kind)

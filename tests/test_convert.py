@@ -126,7 +126,7 @@ def _no_partials(folder):
 @pytest.mark.parametrize("args,message", [
     (["--checkpoint", "missing.pt"], "not found"),
     (["--model", "shunted_micro", "--checkpoint", "{ckpt}"], "shunted_nano checkpoint, not shunted_micro"),
-    (["--checkpoint", "{ckpt}", "--imgsz", "100"], "multiple of 32"),
+    (["--checkpoint", "{ckpt}", "--input-size", "100"], "multiple of 32"),
     (["--checkpoint", "{ckpt}", "--precision", "int3"], "not available"),
 ])
 def test_bad_requests_exit_2_with_one_line(checkpoint, tmp_path, capsys, args, message):

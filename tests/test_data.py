@@ -193,13 +193,13 @@ def test_fashion_mnist_location_sources(fashion_dir: Path, monkeypatch: pytest.M
     assert len(build_dataset("fashion-mnist", "test", fashion_mnist_preprocess(28))) == 50
 
 
-@pytest.mark.parametrize("img_size", [28, 32])
+@pytest.mark.parametrize("input_size", [28, 32])
 @pytest.mark.parametrize("train", [False, True])
-def test_fast_path_equals_per_item(fashion_dir: Path, img_size: int, train: bool) -> None:
-    ds = FashionMNIST(fashion_dir, "val", fashion_mnist_preprocess(img_size), train=train, seed=5)
+def test_fast_path_equals_per_item(fashion_dir: Path, input_size: int, train: bool) -> None:
+    ds = FashionMNIST(fashion_dir, "val", fashion_mnist_preprocess(input_size), train=train, seed=5)
     ds.set_epoch(2)
     images, labels = ds.as_tensor()
-    assert images.shape == (20, 3, img_size, img_size) and images.dtype == torch.float32
+    assert images.shape == (20, 3, input_size, input_size) and images.dtype == torch.float32
     per_item = torch.stack([ds[i][0] for i in range(len(ds))])
     torch.testing.assert_close(images, per_item, atol=1e-5, rtol=0)
     assert labels.tolist() == ds.targets

@@ -377,7 +377,7 @@ def agrees(want: np.ndarray, got: np.ndarray, precision: str) -> bool:
 @pytest.fixture(scope="module")
 def nano():
     torch.manual_seed(0)
-    return randomized(create_model("shunted_nano", num_classes=10, img_size=32))
+    return randomized(create_model("shunted_nano", num_classes=10, input_size=32))
 
 
 @pytest.fixture(scope="module")
@@ -632,7 +632,7 @@ def test_w8a8_program_matches_pt2e_reference(tmp_path):
 @pytest.mark.slow
 def test_shunted_t_224_fp16_matches_torch_in_under_30s(tmp_path):
     torch.manual_seed(0)
-    model = deploy_form(randomized(create_model("shunted_t", num_classes=10, img_size=224)), "portable", 224)
+    model = deploy_form(randomized(create_model("shunted_t", num_classes=10, input_size=224)), "portable", 224)
     convert(model, 224, "fp16").save(str(tmp_path / "t.mlpackage"))
     program = mlprogram.load(tmp_path / "t.mlpackage")
     assert program.compute_precision() == "fp16" and program.max_rank() <= 4

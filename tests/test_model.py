@@ -35,7 +35,7 @@ def test_bad_input_size_names_nearest_valid(size, nearest):
     with pytest.raises(ValueError, match=f"nearest valid sizes: {nearest}"):
         model(torch.randn(1, 3, size, size))
     with pytest.raises(ValueError, match="multiple of 32"):
-        create_model("shunted_nano", img_size=size)
+        create_model("shunted_nano", input_size=size)
 
 
 def test_unknown_variant_lists_choices():
@@ -55,7 +55,7 @@ def test_export_is_rank4_static_and_lean(name):
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_own_checkpoint_roundtrip_keeps_metadata(tmp_path, suffix):
     labels = [f"class{i}" for i in range(5)]
-    model = create_model("shunted_nano", num_classes=5, img_size=64, labels=labels).eval()
+    model = create_model("shunted_nano", num_classes=5, input_size=64, labels=labels).eval()
     path = save_checkpoint(tmp_path / f"ckpt{suffix}", model, model.meta)
     loaded = create_model(checkpoint_path=path).eval()
     assert loaded.meta["variant"] == "shunted_nano"

@@ -24,7 +24,7 @@ def official(tmp_path_factory):
     """An official-format checkpoint ({'model': state_dict}, 1000 classes, no names) of a small variant."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("official") / "ckpt_nano.pth"
-    torch.save({"model": create_model("shunted_nano", num_classes=1000, img_size=SIZE).state_dict()}, path)
+    torch.save({"model": create_model("shunted_nano", num_classes=1000, input_size=SIZE).state_dict()}, path)
     return path
 
 
@@ -36,20 +36,20 @@ def _write_pngs(folder, n, seed):
 
 
 def _convert(converter, official, tmp_path, *args):
-    return main(converter, ["--checkpoint", str(official), "--imgsz", str(SIZE), "--output-dir", str(tmp_path / "out"),
+    return main(converter, ["--checkpoint", str(official), "--input-size", str(SIZE), "--output-dir", str(tmp_path / "out"),
                             *[str(a) for a in args]])
 
 
 def test_official_checkpoint_carries_imagenet_names(official):
-    labels = create_model(checkpoint_path=official, img_size=SIZE).meta["labels"]
+    labels = create_model(checkpoint_path=official, input_size=SIZE).meta["labels"]
     assert len(labels) == len(set(labels)) == 1000
     assert labels[:2] == ["tench", "goldfish"] and labels[134] == "crane (bird)" and labels[207] == "golden retriever"
     assert label_indices(WNIDS, labels) == [0, 1, 134]
     assert label_indices(["Golden_Retriever", "tench"], labels) == [207, 0]
     assert label_indices(["tench", "not a class"], labels) is None
-    assert create_model("shunted_nano", img_size=SIZE).meta["labels"] is None  # random weights: no names
+    assert create_model("shunted_nano", input_size=SIZE).meta["labels"] is None  # random weights: no names
     with pytest.warns(UserWarning, match="3-class head"):
-        tuned = create_model("shunted_nano", num_classes=3, checkpoint_path=official, img_size=SIZE, reset_head=True)
+        tuned = create_model("shunted_nano", num_classes=3, checkpoint_path=official, input_size=SIZE, reset_head=True)
     assert tuned.meta["labels"] is None  # a new head is not ImageNet's
 
 
@@ -71,7 +71,7 @@ def test_weight_compression_without_images_refuses(official, tmp_path, capsys):
 
 
 def test_one_array_splits_into_disjoint_calibration_and_verification(official):
-    meta = create_model(checkpoint_path=official, img_size=SIZE).meta
+    meta = create_model(checkpoint_path=official, input_size=SIZE).meta
     n = 300
     tagged = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None, None], (n, 3, SIZE, SIZE)).copy()
     path = official.parent / "tagged.npy"
@@ -86,7 +86,7 @@ def test_one_array_splits_into_disjoint_calibration_and_verification(official):
 
 
 def test_imagenet_layout_folder_gives_labels_and_unknown_names_agreement_only(official, tmp_path):
-    meta = create_model(checkpoint_path=official, img_size=SIZE).meta
+    meta = create_model(checkpoint_path=official, input_size=SIZE).meta
     for i, wnid in enumerate(WNIDS):
         _write_pngs(tmp_path / "val" / wnid, 10, seed=i)
     images = verification_set(meta, 100, 0, str(tmp_path / "val"))
@@ -126,7 +126,7 @@ def test_report_without_data_measures_latency_and_says_what_int8_needs(official,
     from benchmarks.report import main as report_main
     assert report_main(["--checkpoint", str(official), "--artifacts", "onnx:fp32,onnx:int8", "--runs", "3",
                         "--rounds", "1", "--warmup", "1", "--runs-dir", str(tmp_path / "runs"),
-                        "--artifacts-dir", str(tmp_path / "art"), "--imgsz", str(SIZE)]) == 0
+                        "--artifacts-dir", str(tmp_path / "art"), "--input-size", str(SIZE)]) == 0
     captured = capsys.readouterr()
     assert "accuracy (and int8, judged on real images) needs --data FOLDER" in captured.err
     report = json.loads(next((tmp_path / "runs").glob("*/report.json")).read_text())

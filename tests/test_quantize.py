@@ -62,7 +62,7 @@ def test_float_modules_and_norms_stay_float():
 @pytest.mark.slow
 def test_sensitivity_ranks_every_unit_and_mixed_precision_meets_the_contract():
     rng = np.random.default_rng(0)
-    model = create_model("shunted_nano", num_classes=10, img_size=32, depths=(1, 1, 1, 1)).eval()
+    model = create_model("shunted_nano", num_classes=10, input_size=32, depths=(1, 1, 1, 1)).eval()
     images = rng.standard_normal((96, 3, 32, 32)).astype(np.float32)  # >= the 88 the int8 contract needs
     study = Study(model, rng.standard_normal((20, 3, 32, 32)).astype(np.float32), images)
     none, every = study.logits([]), study.logits(study.units)

@@ -24,7 +24,7 @@ from train.cutmix import CutMix  # noqa: E402
 from train.evaluate import main as evaluate_main  # noqa: E402
 
 COLORS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
-QUICK = ["--img-size", "32", "--batch-size", "6", "--warmup-epochs", "0", "--label-smoothing", "0"]
+QUICK = ["--input-size", "32", "--batch-size", "6", "--warmup-epochs", "0", "--label-smoothing", "0"]
 
 
 def fashion_mnist_available() -> bool:
@@ -87,7 +87,7 @@ def test_resume_continues_from_saved_epoch(folder, tmp_path, capsys):
 def test_finetune_with_reset_head_gets_new_labels(folder, tmp_path):
     base = tmp_path / "fmnist10.pt"
     torch.manual_seed(0)
-    model = create_model("shunted_nano", num_classes=10, img_size=32)
+    model = create_model("shunted_nano", num_classes=10, input_size=32)
     save_checkpoint(base, model, make_meta("shunted_nano", 10, 32, FASHION_MNIST_CLASSES, fashion_mnist_preprocess(32)))
 
     assert train_cli.main(["--checkpoint", str(base), "--data", str(folder), "--output", str(tmp_path), *QUICK]) == 2
@@ -119,7 +119,7 @@ def test_finetuning_keeps_the_checkpoints_variant_size_and_colour_preprocessing(
     from data import cifar10_preprocess
     base = tmp_path / "s16.pt"
     torch.manual_seed(0)
-    model = create_model("shunted_nano_s16", num_classes=10, img_size=32)
+    model = create_model("shunted_nano_s16", num_classes=10, input_size=32)
     save_checkpoint(base, model, make_meta("shunted_nano_s16", 10, 32, list("abcdefghij"), cifar10_preprocess(32)))
     with pytest.warns(UserWarning, match="3-class head"):
         tuned = train_cli.run(["--checkpoint", str(base), "--reset-head", "--data", str(folder), "--epochs", "1",
@@ -185,7 +185,7 @@ def test_torchrun_ddp_ranks_hold_identical_weights_and_buffers(folder, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(helper),
            str(tmp_path), "--data", str(folder), "--epochs", "1", "--steps", "3", "--batch-size", "2",
-           "--img-size", "32", "--output", str(tmp_path / "run")]
+           "--input-size", "32", "--output", str(tmp_path / "run")]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout

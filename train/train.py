@@ -1,10 +1,10 @@
 """Train or fine-tune a Shunted Transformer on CIFAR-10, Fashion-MNIST or an image folder.
 
-    python train/train.py --data fashion-mnist --img-size 32 --epochs 14 --output runs/fmnist
+    python train/train.py --data fashion-mnist --input-size 32 --epochs 14 --output runs/fmnist
     torchrun --nproc_per_node=2 train/train.py --data cifar10:cifar10-jpg.tar.gz --compile ...
     torchrun --nproc_per_node=4 train/train.py ...            (DDP: NCCL on GPUs, gloo on CPU)
     python train/train.py --resume runs/fmnist/last.pt --epochs 20     (continue a run)
-    python train/train.py --checkpoint shunted_t.pth --reset-head --data my_images/ --img-size 224
+    python train/train.py --checkpoint shunted_t.pth --reset-head --data my_images/ --input-size 224
 
 Every epoch writes OUTPUT/last.pt (weights, metadata, optimizer/scheduler/RNG state); the end of
 the run writes the weights-only OUTPUT/final.pt (or --final). --batch-size is per process.
@@ -43,12 +43,13 @@ from train.state import (read_training_state, rng_state, save_training_checkpoin
 
 # Defaults: the recipe of weights/shunted_nano_fmnist.pt, which ran as 2 processes x --batch-size 64
 # (same global batch; train/RESULTS.md).
-DEFAULTS = {"model": "shunted_nano", "data": "fashion-mnist", "img_size": None, "epochs": 14,
+DEFAULTS = {"model": "shunted_nano", "data": "fashion-mnist", "input_size": None, "epochs": 14,
             "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 1.0,
             "label_smoothing": 0.1, "cutmix": 0.0, "drop_path": 0.0, "clip_grad": 1.0, "seed": 0, "workers": None,
             "output": "runs/train", "final": None, "weights_dtype": "float32", "steps": None, "amp": "auto",
             "compile": False}
 NAMED_SPECS = {"fashion-mnist": fashion_mnist_preprocess, "cifar10": cifar10_preprocess}  # default size 32
+LEGACY_KEYS = {"img_size": "input_size"}  # argument names of runs saved by earlier versions
 WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", choices=list_models(), help=f"variant (default: --checkpoint's, else {DEFAULTS['model']})")
     p.add_argument("--data", help="'cifar10:PATH' (archive or folder), 'fashion-mnist[:DIR]' or a folder with one "
                                   "sub-folder per class")
-    p.add_argument("--img-size", type=int, help="input size, a multiple of 32 (default: --checkpoint's, else 32 "
+    p.add_argument("--input-size", "--img-size", type=int, help="input size, a multiple of 32 (default: --checkpoint's, else 32 "
                                                 "for cifar10 and fashion-mnist, else 224)")
     p.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"per process (default {DEFAULTS['batch_size']})")
@@ -90,7 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 # (low, high, low allowed): the range every numeric argument must lie in
 RANGES = {"epochs": (0, None, False), "batch_size": (0, None, False), "steps": (0, None, False),
-          "img_size": (0, None, False), "lr": (0, None, False), "weight_decay": (0, None, True),
+          "input_size": (0, None, False), "lr": (0, None, False), "weight_decay": (0, None, True),
           "warmup_epochs": (0, None, True), "label_smoothing": (0, 1, True), "cutmix": (0, 1, True), "drop_path": (0, 1, True),
           "clip_grad": (0, None, True), "workers": (0, None, True)}
 
@@ -98,7 +99,8 @@ RANGES = {"epochs": (0, None, False), "batch_size": (0, None, False), "steps": (
 def resolve(args: argparse.Namespace, saved: dict | None) -> dict:
     """Given arguments, else those of the resumed run, else DEFAULTS; each checked against RANGES."""
     given = {k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS}
-    config = {**DEFAULTS, **(saved or {}), **given}
+    saved = {LEGACY_KEYS.get(k, k): v for k, v in (saved or {}).items()}
+    config = {**DEFAULTS, **saved, **given}
     for key, (low, high, low_ok) in RANGES.items():
         value = config[key]
         if value is not None and (value < low or (value == low and not low_ok) or (high is not None and value >= high)):
@@ -124,28 +126,28 @@ def check_outputs(args: argparse.Namespace, config: dict) -> tuple[Path, Path]:
 
 
 def choose_preprocess(config: dict, base: dict) -> dict:
-    """The run's input size (``config['img_size']`` filled in) and preprocessing: a named data set's own;
+    """The run's input size (``config['input_size']`` filled in) and preprocessing: a named data set's own;
     for a folder, that of the colour checkpoint being fine-tuned at its size (its features were learned
     with it), else ImageNet's. Default size: the checkpoint's, else 32 for named data sets, else 224."""
     named = dataset_name(config["data"])
-    if config["img_size"] is None:
-        config["img_size"] = base.get("input_size") or (32 if named else 224)
+    if config["input_size"] is None:
+        config["input_size"] = base.get("input_size") or (32 if named else 224)
     if named:
-        return NAMED_SPECS[named](config["img_size"])
-    inherited = base.get("preprocess") if base.get("input_size") == config["img_size"] else None
+        return NAMED_SPECS[named](config["input_size"])
+    inherited = base.get("preprocess") if base.get("input_size") == config["input_size"] else None
     if inherited and not inherited.get("grayscale"):  # a grey model's spec would drop a folder's colour
         return inherited
-    return imagenet_preprocess(config["img_size"])
+    return imagenet_preprocess(config["input_size"])
 
 
 def build_model(args: argparse.Namespace, config: dict, spec: dict, classes: list[str]) -> nn.Module:
     """A fresh or fine-tuned model whose metadata describes this run's data and preprocessing."""
     model = create_model(config["model"], num_classes=len(classes), checkpoint_path=args.checkpoint,
-                         img_size=config["img_size"], reset_head=args.reset_head, labels=classes,
+                         input_size=config["input_size"], reset_head=args.reset_head, labels=classes,
                          drop_path_rate=config["drop_path"])
     source = f"train/train.py on {config['data']}" + (f" from {Path(args.checkpoint).name}" if args.checkpoint else "")
     # a named data set is recorded by name (read where this machine keeps it), a folder by its path
-    model.meta = make_meta(model.meta["variant"], len(classes), config["img_size"], classes, spec, source=source,
+    model.meta = make_meta(model.meta["variant"], len(classes), config["input_size"], classes, spec, source=source,
                            dataset=dataset_name(config["data"]) or str(config["data"]))
     return model
 

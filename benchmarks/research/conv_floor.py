@@ -1,7 +1,7 @@
 """How far int8 convolutions can take latency down: the floor left when the convs do no arithmetic.
 
     python benchmarks/research/conv_floor.py                                    # the shipped default model
-    python benchmarks/research/conv_floor.py --model shunted_t --imgsz 224 --calib fashion-mnist --calib-size 64
+    python benchmarks/research/conv_floor.py --model shunted_t --input-size 224 --calib fashion-mnist --calib-size 64
 
 Quantization makes the convolutions' arithmetic cheaper; the rest of a run (norms, GELU, softmax,
 attention matmuls, layout and quantize/dequantize ops, the runtime's cost per op) it leaves or adds
@@ -193,12 +193,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, ConvertReque
     parser.add_argument("--json", type=Path, help="also write the result to this JSON file")
     parser.add_argument("--model", help="as for the converters")
     parser.add_argument("--checkpoint", type=Path, help="as for the converters")
-    parser.add_argument("--imgsz", type=int, help="as for the converters")
+    parser.add_argument("--input-size", "--imgsz", type=int, help="as for the converters")
     parser.add_argument("--calib", help="as for the converters")
     parser.add_argument("--calib-size", type=int, default=ConvertRequest.calib_size, help="as for the converters")
     parser.add_argument("--verify-images", type=int, default=ConvertRequest.verify_images, help="as for the converters")
     args = parser.parse_args(argv)
-    request = ConvertRequest(model=args.model, checkpoint=args.checkpoint, imgsz=args.imgsz, calib=args.calib,
+    request = ConvertRequest(model=args.model, checkpoint=args.checkpoint, input_size=args.input_size, calib=args.calib,
                              calib_size=args.calib_size, verify_images=args.verify_images)
     return args, request
 
