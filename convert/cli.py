@@ -41,7 +41,7 @@ def build_parser(converter: Converter) -> Parser:
         parser.add_argument("--calib-method", choices=converter.calib_methods,
                             help=f"int8 activation ranges (default {converter.calib_methods[0]})")
     parser.add_argument("--float-modules", nargs="*", default=[], metavar="NAME",
-                        help="int8: modules kept in float (e.g. stages.0.blocks.0.attn), see quantize/sensitivity.py")
+                        help="int8: modules kept in float (e.g. stages.0.blocks.0.attn), see quantize/rank_units.py")
     parser.add_argument("--no-search", action="store_true", help="int8: refuse an artifact that misses the "
                         "accuracy contract instead of searching for units to keep float")
     parser.add_argument("--search-budget", type=int, default=DEFAULTS.search_budget,

@@ -226,7 +226,7 @@ def _check_float_modules(deploy_model: torch.nn.Module, names: tuple[str, ...]) 
     if unknown:
         units = [n for n, m in deploy_model.named_modules() if n.count(".") <= 3 and n]
         raise ConvertError(f"--float-modules: no module {', '.join(unknown)} in this model; valid names include "
-                           f"{', '.join(units[:12])}, ... (see quantize/sensitivity.py)")
+                           f"{', '.join(units[:12])}, ... (see quantize/rank_units.py)")
 
 
 def prepare(converter: Converter, request: ConvertRequest) -> tuple[Job, Path]:

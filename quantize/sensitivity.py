@@ -1,7 +1,5 @@
-"""Per-unit int8 sensitivity, and the mixed precision the accuracy contract asks for.
-
-    python quantize/sensitivity.py                               # the shipped default model
-    python quantize/sensitivity.py --checkpoint C --output sens.json
+"""Per-unit int8 sensitivity, and the mixed precision the accuracy contract asks for (the library;
+the command line is quantize/rank_units.py).
 
 A unit is a stage's entry (patch embedding), a block's attention or MLP, or the head. The model is
 quantized once (PT2E, XNNPACK's int8 scheme, simulated in PyTorch) on one calibration set; each
@@ -14,12 +12,8 @@ keeps units float in that order until the simulated logits meet the accuracy con
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
@@ -132,79 +126,32 @@ def as_json(rows: list[UnitFigures], mixed: dict) -> dict:
     return {"units": [asdict(r) for r in rows], "mixed_precision": mixed}
 
 
-def parse_args(argv: list[str] | None):
-    from common.cli import Parser
-    parser = Parser(description="Per-unit int8 sensitivity and the mixed precision the accuracy contract asks for.")
-    parser.add_argument("--checkpoint", type=Path, help="weights (default: the shipped model)")
-    parser.add_argument("--model", help="variant, for random weights without --checkpoint")
-    parser.add_argument("--data", help="cifar10, fashion-mnist or an image folder (default: the checkpoint's dataset)")
-    parser.add_argument("--calib-size", type=int, help="calibration images (default as the converters)")
-    parser.add_argument("--held-out", type=int, default=1000, help="most real images to measure on (default 1000)")
-    parser.add_argument("--output", type=Path, help="JSON file (default: <checkpoint>.sensitivity.json)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
-    return parser.parse_args(argv)
+def build_study(checkpoint: Path | None = None, variant: str | None = None, data: str | None = None,
+                calib_size: int | None = None, held_out: int = 1000) -> Study:
+    """A model in its XNNPACK deploy form, calibrated on ``data`` (default: its own dataset), with up to
+    ``held_out`` real images calibration did not take.
 
-
-def build_study(args) -> Study:
-    """The shipped or given model in its XNNPACK deploy form, calibrated on its data."""
+    Args:
+        checkpoint: weights; default: the shipped model, unless ``variant`` (random weights) is given.
+        calib_size: calibration images (default: as the converters take).
+    """
     from common.defaults import SHIPPED_CHECKPOINT
     from data import DataError, model_labels
     from model import create_model
     from model.deploy import deploy_form, float_in_int8
     from quantize.calibration import calibration_batch, held_out_images
-    if args.held_out < 1:
-        raise DataError(f"--held-out must be >= 1, got {args.held_out}")
-    checkpoint = args.checkpoint or (None if args.model else SHIPPED_CHECKPOINT)
-    model = create_model(args.model, checkpoint_path=checkpoint).eval()
-    source = args.data or model.meta.get("dataset")
+    if held_out < 1:
+        raise DataError(f"--held-out must be >= 1, got {held_out}")
+    checkpoint = checkpoint or (None if variant else SHIPPED_CHECKPOINT)
+    model = create_model(variant, checkpoint_path=checkpoint).eval()
+    source = data or model.meta.get("dataset")
     if source is None:
         raise DataError("pass --data (cifar10, fashion-mnist or an image folder with class sub-folders)")
-    calibration = calibration_batch(source, model.meta, args.calib_size)
-    images, labels, classes = held_out_images(source, model.meta["preprocess"], args.held_out, len(calibration), 0)
+    calibration = calibration_batch(source, model.meta, calib_size)
+    images, labels, classes = held_out_images(source, model.meta["preprocess"], held_out, len(calibration), 0)
     deploy = deploy_form(model, "xnnpack", model.meta["input_size"])
     if not images:
         raise DataError(f"{source} has no images left for judging after calibration took {len(calibration)}; "
                         f"pass a larger --data or a smaller --calib-size")
     return Study(deploy, calibration, torch.stack(images).numpy(),
                  float_in_int8(deploy), model_labels(labels, classes, model.meta))
-
-
-def main(argv: list[str] | None = None) -> int:
-    import json
-
-    from common.cli import run_cli
-    from common.errors import UserError
-    from common.quiet import quiet_third_party
-    args = parse_args(argv)
-    quiet_third_party()
-
-    def run() -> int:
-        from common.defaults import SHIPPED_CHECKPOINT
-        output = args.output or Path(f"{args.checkpoint or args.model or SHIPPED_CHECKPOINT.stem}.sensitivity.json")
-        if output.exists() and not args.force:
-            raise UserError(f"{output} already exists; pass --force to overwrite it or choose another --output")
-        if not output.parent.is_dir():
-            raise UserError(f"folder {output.parent} does not exist; create it or choose another --output")
-        study = build_study(args)
-        warning = too_small(len(study.images))
-        if warning:
-            print(f"warning: {warning}")
-        rows = study.ranking()
-        mixed = study.mixed_precision(rows)
-        print(ranking_table(rows))
-        first, last = mixed["steps"][0], mixed["steps"][-1]
-        print(f"\nall units int8 (simulated, {len(study.images)} images): top-1 agreement "
-              f"{first['top1_agreement']:.2%}, 95% lower bound {first['agreement_lower95']:.2%}, cosine p5 "
-              f"{first['cosine_p5']:.4f}")
-        verdict = "meets" if mixed["holds"] else "misses"
-        print(f"contract int8 {verdict} with {len(last['float_units'])} units float: {', '.join(last['float_units']) or 'none'}")
-        tmp = output.with_name(f".partial-{output.name}")
-        tmp.write_text(json.dumps({"images": len(study.images), "warning": warning, **as_json(rows, mixed)}, indent=2))
-        tmp.replace(output)
-        print(f"wrote {output}")
-        return 0
-    return run_cli(run)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

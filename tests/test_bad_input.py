@@ -35,7 +35,7 @@ def _main(module: str):
 TOOLS = {"onnx": _converter("onnx"), "executorch": _converter("executorch"), "coreml": _converter("coreml"),
          "export_all": _main("convert.export_all"), "report": _main("benchmarks.report"),
          "latency": _main("benchmarks.latency"), "accuracy": _main("benchmarks.accuracy"),
-         "op_profile": _main("benchmarks.research.op_profile"), "sensitivity": _main("quantize.sensitivity"),
+         "op_profile": _main("benchmarks.research.op_profile"), "sensitivity": _main("quantize.rank_units"),
          "train": _main("train.train"), "evaluate": _main("train.evaluate"),
          "webcam": lambda argv: _main("apps.webcam")(["--headless", *argv])}
 

@@ -123,7 +123,7 @@ def test_int8_onnx_of_default_model_keeps_accuracy(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not TRAINED.is_file(), reason="default weights not present")
 def test_sensitivity_tool_says_when_its_sample_is_too_small_and_keeps_existing_output(tmp_path, capsys):
-    from quantize.sensitivity import main
+    from quantize.rank_units import main
     existing = tmp_path / "kept.json"
     existing.write_text("user data")
     assert main(["--output", str(existing), "--calib-size", "32", "--held-out", "40"]) == 2

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         if args.rounds < 0:
             raise UserError(f"--rounds must be >= 0, got {args.rounds}")
-        study = build_study(args)
+        study = build_study(args.checkpoint, args.model, args.data, args.calib_size, args.held_out)
         rows = study_rounds(study, args.rounds)
         print(text_table(["round", "top-1 agreement", "95% lower bound", "cosine p5", "SQNR dB", "delta top-1"],
                          [[str(f["round"]), f"{f['top1_agreement']:.2%}", f"{f['agreement_lower95']:.2%}",
