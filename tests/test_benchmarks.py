@@ -7,7 +7,9 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from benchmarks import accuracy, latency, report, report_build, report_measure, report_plot, report_render
+from benchmarks import accuracy, latency, report
+from benchmarks.report import build as report_build, measure as report_measure
+from benchmarks.report import plot as report_plot, render as report_render
 from data import fashion_mnist_preprocess
 from common import machine
 

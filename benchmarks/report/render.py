@@ -7,8 +7,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.report_build import RANDOM_NA
-from benchmarks.report_measure import Row
+from benchmarks.report.build import RANDOM_NA
+from benchmarks.report.measure import Row
 
 COLUMNS = ["format", "runtime", "precision", "status", "size MB", "top-1", "delta top-1", "agreement",
            "contract", "median ms", "p90 ms", "FPS", "speed-up", "peak memory MB"]
@@ -137,7 +137,7 @@ def markdown(report: dict) -> str:
 
 def plot_or_note(report: dict, rows: list[Row], run_dir: Path) -> None:
     """accuracy_vs_latency.png in ``run_dir``; a failed plot is a note: the tables are still worth having."""
-    from benchmarks.report_plot import plot
+    from benchmarks.report.plot import plot
     try:
         plot(rows, report, run_dir / "accuracy_vs_latency.png")
     except Exception as err:

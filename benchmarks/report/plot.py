@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from benchmarks.report_measure import Row
+from benchmarks.report.measure import Row
 
 # The accuracy axis spans at least this many points, so that differences within the noise look as
 # small as they are: one standard error of a 91% top-1 on 10,000 test images is 0.29 points, and

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.latency import Target
-from benchmarks.report_build import FORMAT_NAMES, Job, Weights
+from benchmarks.report.build import FORMAT_NAMES, Job, Weights
 
 
 @dataclass

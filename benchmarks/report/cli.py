@@ -1,38 +1,30 @@
-"""The accuracy-vs-latency report: build (or reuse) every artifact, measure accuracy and latency.
+"""The report's command line and the order of its phases.
 
-    python benchmarks/report.py                                   # default model on its own test split
-    python benchmarks/report.py --model shunted_t --input-size 224     # random weights: latency only
-    python benchmarks/report.py --model shunted_t --checkpoint t.pth --data /data/imagenet --limit 5000
+    python -m benchmarks.report                                   # default model on its own test split
+    python -m benchmarks.report --model shunted_t --input-size 224     # random weights: latency only
+    python -m benchmarks.report --model shunted_t --checkpoint t.pth --data /data/imagenet --limit 5000
 
 Each run writes a new folder ``runs/report-YYYYmmdd-HHMMSS[-N]`` with report.md, report.json and
 accuracy_vs_latency.png. Artifacts are built with the converters' Python API into ``artifacts/``
 and reused when their manifest matches (same checkpoint sha256, precision, input size, batch and an
 intact file). A failing artifact becomes a row with its error. See benchmarks/README.md.
-
-This module is the command line and the order of the phases; each phase has its own module:
-report_build (artifacts), report_measure (accuracy, latency, typed rows), report_render (markdown,
-JSON) and report_plot (the plot).
 """
 from __future__ import annotations
 
+import argparse
+import os
+import platform
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime  # noqa: E402
-
-from benchmarks.accuracy import DEFAULT_COREML_LIMIT  # noqa: E402
-from benchmarks.latency import DEFAULT_OMP_WAIT_POLICY  # noqa: E402
-from common.cli import Parser, run_cli  # noqa: E402
-from common.defaults import ARTIFACTS_DIR, RANDOM_WEIGHTS_DATA, ROOT, RUNS_DIR, SHIPPED_CHECKPOINT  # noqa: E402
-from common.outputs import OutputError, check_folder  # noqa: E402
-from common.machine import cpu_features, cpu_model, cuda_available, machine_description, physical_cores  # noqa: E402
+from benchmarks.accuracy import DEFAULT_COREML_LIMIT
+from benchmarks.latency import DEFAULT_OMP_WAIT_POLICY
+from common.cli import Parser, run_cli
+from common.defaults import ARTIFACTS_DIR, RANDOM_WEIGHTS_DATA, ROOT, RUNS_DIR, SHIPPED_CHECKPOINT
+from common.outputs import OutputError, check_folder
+from common.machine import cpu_features, cpu_model, cuda_available, machine_description, physical_cores
 
 DEFAULT_SPECS = ("onnx:fp32", "onnx:int8", "executorch:fp32", "executorch:int8",
                  "coreml:fp16", "coreml:int8", "coreml:fp16+palettize4", "coreai:fp16")
@@ -58,7 +50,8 @@ def make_run_dir(base: Path = RUNS_DIR, now: datetime | None = None) -> Path:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from model import list_models
-    parser = Parser(description="Accuracy-vs-latency report of every artifact of a model.")
+    parser = Parser(prog="python -m benchmarks.report",
+                    description="Accuracy-vs-latency report of every artifact of a model.")
     parser.add_argument("--model", choices=list_models(), help="variant; without --checkpoint: random weights "
                         "(latency only, accuracy n/a)")
     parser.add_argument("--checkpoint", type=Path, help=f"weights (default: {SHIPPED_CHECKPOINT.relative_to(ROOT)})")
@@ -104,13 +97,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_report(args: argparse.Namespace) -> None:
+def run_report(args: argparse.Namespace, command: str | None = None) -> None:
     """Build, measure and render one report into a new run folder."""
     from benchmarks import latency
     from benchmarks.apple_crosscheck import report_cross_check
-    from benchmarks.report_build import build_all, parse_spec, resolve_weights
-    from benchmarks.report_measure import Accuracy, latency_targets, make_rows, measure_accuracy
-    from benchmarks.report_render import document, markdown_table, plot_or_note, write
+    from benchmarks.report.build import build_all, parse_spec, resolve_weights
+    from benchmarks.report.measure import Accuracy, latency_targets, make_rows, measure_accuracy
+    from benchmarks.report.render import document, markdown_table, plot_or_note, write
     from convert.manifest import versions
     from common.quiet import quiet_third_party
 
@@ -162,7 +155,7 @@ def run_report(args: argparse.Namespace) -> None:
     meta = weights.meta
     header = {
         "created": started.isoformat(timespec="seconds"), "run_dir": str(run_dir),
-        "command": "python benchmarks/report.py " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("report.py") else None,
+        "command": command,
         "machine": machine_description(threads), "cpu_model": cpu_model(), "cpu_features": cpu_features(),
         "physical_cores": physical_cores(), "threads": threads, "platform": platform.platform(),
         "load_average_start": load_start, "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -191,6 +184,7 @@ def omp_wait_policy(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    command = "python -m benchmarks.report " + " ".join(sys.argv[1:]) if argv is None else None
     argv = sys.argv[1:] if argv is None else list(argv)
     # this process's PyTorch work (reference accuracy, conversions) gets the workers' OpenMP policy,
     # set before torch is first imported, unless --omp-wait-policy inherit
@@ -198,8 +192,4 @@ def main(argv: list[str] | None = None) -> int:
     if policy in ("PASSIVE", "ACTIVE") and "torch" not in sys.modules:  # too late to matter once imported
         os.environ.setdefault("OMP_WAIT_POLICY", policy)
     args = parse_args(argv)
-    return run_cli(lambda: run_report(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run_cli(lambda: run_report(args, command))
