@@ -306,3 +306,12 @@ def test_report_judges_each_row_by_the_accuracy_contract():
     assert "misses" in report_render.contract_cell(rows["bad"])
     rows["good"].int8_search = {"float_units": ["head"], "ranking": [{"unit": "head", "mac_share": 0.01}]}
     assert "1 unit float (head; 1.0% of MACs)" in report_render.cells(rows["good"], False)["status"]
+
+
+def test_the_report_runs_as_a_module_and_as_a_folder(tmp_path):
+    import subprocess
+    import sys
+    from common.defaults import ROOT
+    for command, cwd in ((["-m", "benchmarks.report"], ROOT), ([str(ROOT / "benchmarks" / "report")], tmp_path)):
+        proc = subprocess.run([sys.executable, *command, "--help"], cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m benchmarks.report"), proc.stderr
