@@ -209,7 +209,7 @@ def reference_results(checkpoint: str | Path, eval_set: EvalSet, batch_size: int
     from tqdm import tqdm
 
     from model import create_model
-    from train.evaluate import evaluate
+    from train.evaluate import default_device, evaluate
 
     model = create_model(checkpoint_path=checkpoint).eval()
     if eval_set.labelled and eval_set.classes and len(eval_set.classes) > model.num_classes:
@@ -241,11 +241,12 @@ def reference_results(checkpoint: str | Path, eval_set: EvalSet, batch_size: int
         if eval_set.labelled:
             result = evaluate(recorder, eval_set.torch_dataset(), batch_size=batch_size, device=device)
         else:  # evaluate() counts hits per label: without labels, just the predictions
-            start, device = time.perf_counter(), device or "cpu"
+            start, device = time.perf_counter(), torch.device(device) if device else default_device()
+            recorder.to(device)
             with torch.inference_mode():
                 for x in eval_set.batches(batch_size):
-                    recorder.to(device)(torch.from_numpy(x).to(device))
-            result = {"device": device, "images_per_s": round(len(eval_set) / (time.perf_counter() - start), 1)}
+                    recorder(torch.from_numpy(x).to(device))
+            result = {"device": device.type, "images_per_s": round(len(eval_set) / (time.perf_counter() - start), 1)}
     finally:
         bar.close()
     top5 = np.concatenate(recorder.top5)
