@@ -80,7 +80,7 @@ def source_name(source: str) -> str:
 def measure(model, data: str, ood: list[str], keep: float) -> dict:
     """The floor chosen on the even test images, its figures on the odd ones and on ``ood``, and the
     same for the other ``SWEEP`` targets (what a stricter or looser floor would give)."""
-    from benchmarks.accuracy import EvalSet
+    from benchmarks.eval_set import EvalSet
     from common.abstain import SCORE, confidence, threshold_keeping
     from data import DataError
     spec = model.meta["preprocess"]

@@ -48,7 +48,8 @@ def describe(result: dict) -> str:
 
 def first_images(artifact: Path, data: str, split: str, n: int | None) -> np.ndarray:
     """The first ``n`` images (None: all) of ``data``'s ``split``, preprocessed as ``artifact`` expects."""
-    from benchmarks.accuracy import EvalSet, artifact_spec
+    from benchmarks.accuracy import artifact_spec
+    from benchmarks.eval_set import EvalSet
     eval_set = EvalSet(data, split, artifact_spec(artifact))
     return next(eval_set.batches(n or len(eval_set)))
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import accuracy, latency, report
+from benchmarks.eval_set import EvalSet
 from benchmarks.report import build as report_build, measure as report_measure
 from benchmarks.report import plot as report_plot, render as report_render
 from data import fashion_mnist_preprocess
@@ -132,7 +133,7 @@ def test_a_flat_folder_is_judged_by_agreement_on_images_calibration_does_not_tak
     from quantize.calibration import calibration_batch
     spec = fashion_mnist_preprocess(SIZE)
     _pngs(tmp_path / "flat", 24, 0)
-    eval_set = accuracy.EvalSet(str(tmp_path / "flat"), "test", spec)
+    eval_set = EvalSet(str(tmp_path / "flat"), "test", spec)
     calibration = calibration_batch(str(tmp_path / "flat"), {"preprocess": spec, "input_size": SIZE})
     assert not eval_set.labelled and "agreement with the reference only" in eval_set.describe()
     assert len(eval_set) == 24 - len(calibration) == 12
@@ -147,8 +148,8 @@ def test_class_folders_that_are_not_the_models_classes_give_agreement_only(tmp_p
     for name in ("red", "green"):
         _pngs(tmp_path / "colours" / name, 5, len(name))
     spec = fashion_mnist_preprocess(SIZE)
-    assert accuracy.EvalSet(str(tmp_path / "colours"), "test", spec).labelled  # a model without names: as is
-    eval_set = accuracy.EvalSet(str(tmp_path / "colours"), "test", spec, model_labels=list(FASHION_MNIST_CLASSES))
+    assert EvalSet(str(tmp_path / "colours"), "test", spec).labelled  # a model without names: as is
+    eval_set = EvalSet(str(tmp_path / "colours"), "test", spec, model_labels=list(FASHION_MNIST_CLASSES))
     assert not eval_set.labelled and eval_set.unlabelled.startswith("its classes (green, red")
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.accuracy import EvalSet
+from benchmarks.eval_set import EvalSet
 from convert import to_coreml, to_executorch, to_onnx
 from convert.cli import main
 from convert.verify import verification_set

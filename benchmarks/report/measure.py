@@ -66,9 +66,10 @@ def measure_accuracy(weights: Weights, jobs: list[Job], data: str, split: str, l
                      coreml_limit: int | None, cpu_only: bool) -> Accuracy:
     """Reference and per-artifact accuracy on the same images; failures are results, not exceptions."""
     from benchmarks import accuracy as acc
+    from benchmarks.eval_set import EvalSet
     result = Accuracy()
     try:
-        eval_set = acc.EvalSet(data, split, weights.meta["preprocess"], limit, weights.meta.get("labels"))
+        eval_set = EvalSet(data, split, weights.meta["preprocess"], limit, weights.meta.get("labels"))
         result.data = f"{eval_set.describe()}, {len(eval_set)} images"
         reference = acc.reference_results(weights.path, eval_set, batch_size=64, device="cpu" if cpu_only else None)
     except Exception as err:
