@@ -74,9 +74,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_st
 def train_one_epoch(model: nn.Module, loader, steps: int, *, optimizer: torch.optim.Optimizer,
                     scheduler: LambdaLR, scaler: torch.amp.GradScaler, criterion: nn.Module,
                     precision: Precision, clip_grad: float, ctx: Context, desc: str,
-                    cutmix: CutMix | None = None, rng: np.random.Generator | None = None) -> dict:
+                    cutmix: CutMix = CutMix(0.0), rng: np.random.Generator | None = None) -> dict:
     """Train for ``steps`` batches of ``loader``; mean loss, accuracy (%, against each image's own
-    label) and img/s over all processes. ``cutmix`` mixes batches, drawing from ``rng``."""
+    label) and img/s over all processes. ``cutmix`` mixes a share of the batches, drawing from ``rng``."""
     model.train()
     device = ctx.device
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, images
@@ -88,12 +88,10 @@ def train_one_epoch(model: nn.Module, loader, steps: int, *, optimizer: torch.op
             break
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
-        if cutmix is not None:
-            mixed = cutmix(images, targets, rng)
-            images = mixed.images
+        mixed = cutmix(images, targets, rng)  # unmixed (keep 1.0) when this batch is not drawn
         with precision.autocast(device):
-            logits = model(images)
-            loss = mixed.loss(criterion, logits) if cutmix is not None else criterion(logits, targets)
+            logits = model(mixed.images)
+            loss = mixed.loss(criterion, logits)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if clip_grad > 0:

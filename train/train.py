@@ -218,7 +218,7 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
         if ctx.world_size > 1 else model
     step_model = torch.compile(ddp, dynamic=False) if config["compile"] else ddp  # the last batch: one more graph
     criterion = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
-    cutmix = CutMix(config["cutmix"]) if config["cutmix"] else None
+    cutmix = CutMix(config["cutmix"])
 
     start_epoch, history = 0, []
     torch.manual_seed(config["seed"] + ctx.rank)  # different drop-path masks per process
