@@ -10,7 +10,8 @@ import numpy as np
 
 def resolve_split(data: str, split: str) -> str:
     """``split`` for CIFAR-10, Fashion-MNIST and folders with train/ + val/ (or test/) sub-folders; "all" for a
-    plain class-per-folder tree such as ImageNet val, whose every image is evaluation data."""
+    plain class-per-folder tree such as ImageNet val, whose every image but those int8 calibration takes
+    is evaluation data (:class:`EvalSet` leaves those out)."""
     from data import dataset_name
     text = str(data)
     if dataset_name(text) or not Path(text).is_dir():
@@ -41,7 +42,10 @@ class EvalSet:
             self._init_unlabelled()
             return
         self.split = resolve_split(data, split)
-        self.dataset = build_dataset(data, self.split, spec, limit=limit)
+        plain_tree = self.split == "all"
+        self.dataset = build_dataset(data, self.split, spec, limit=None if plain_tree else limit)
+        if plain_tree:
+            self._drop_calibration_images()
         if len(self.dataset) == 0:
             from data import DataError
             raise DataError(f"split {split!r} of {data} holds no images; pick another split or --data")
@@ -53,6 +57,19 @@ class EvalSet:
         elif mapping is None and model_labels and self.classes:
             self.unlabelled = f"its classes ({', '.join(self.classes[:3])}, ...) are not the model's"
         self.cacheable = len(self) * 3 * spec["crop"] ** 2 * 4 <= self.MAX_CACHE_BYTES
+
+    def _drop_calibration_images(self) -> None:
+        """Leave out of a plain class-per-folder tree the images int8 calibration takes from it (a seeded
+        prefix of its training part), so int8 rows are never judged on their calibration images."""
+        from data import build_dataset
+        from data.splits import limit_indices
+        from quantize.calibration import calibration_count
+        used = calibration_count(self.data, {"preprocess": self.spec, "input_size": self.spec["crop"]}, None)
+        taken = {path for path, _ in build_dataset(self.data, "train", self.spec, limit=used).samples}
+        kept = [s for s in self.dataset.samples if s[0] not in taken]
+        self.dataset.samples = [kept[i] for i in limit_indices(np.arange(len(kept)), self.limit, 0)]
+        self.dataset.targets = [label for _, label in self.dataset.samples]
+        self.split = f"all but the {used} int8 calibration images"
 
     def _init_unlabelled(self) -> None:
         """The images of a flat folder or array that int8 calibration does not take (the converters

@@ -98,6 +98,22 @@ def test_imagenet_layout_folder_gives_labels_and_unknown_names_agreement_only(of
     assert verification_set(meta, 100, 0, str(tmp_path / "val")).labels is None
 
 
+def test_a_class_folder_tree_is_evaluated_without_its_calibration_images(official, tmp_path):
+    from data import build_dataset
+    meta = create_model(checkpoint_path=official, input_size=SIZE).meta
+    for i, wnid in enumerate(WNIDS):
+        _write_pngs(tmp_path / "val" / wnid, 10, seed=i)
+    calibrated = calibration_batch(str(tmp_path / "val"), meta)
+    taken = {path for path, _ in build_dataset(str(tmp_path / "val"), "train", meta["preprocess"],
+                                               limit=len(calibrated)).samples}
+    eval_set = EvalSet(str(tmp_path / "val"), "test", meta["preprocess"], model_labels=meta["labels"])
+    judged = {path for path, _ in eval_set.dataset.samples}
+    assert len(calibrated) == 12 and len(eval_set) == 18 == len(eval_set.labels)
+    assert judged.isdisjoint(taken) and len(judged | taken) == 30
+    assert "all but the 12 int8 calibration images" in eval_set.describe()
+    assert len(EvalSet(str(tmp_path / "val"), "test", meta["preprocess"], limit=5).dataset.samples) == 5
+
+
 def test_one_folder_serves_calibration_and_verification(official, tmp_path, capsys):
     _write_pngs(tmp_path / "photos", 240, seed=0)
     assert _convert(to_onnx.CONVERTER, official, tmp_path, "--precision", "int8", "--calib", tmp_path / "photos",
