@@ -239,7 +239,10 @@ def test_report_end_to_end_with_an_error_row(checkpoint, tmp_path):
     assert onnx_row["median_ms"] > 0 and onnx_row["p90_ms"] >= onnx_row["median_ms"] and onnx_row["speedup"] > 0
     # each row's peak memory is its own process's: ONNX Runtime never imports torch
     assert 0 < onnx_row["peak_rss_mb"] < torch_row["peak_rss_mb"]
-    assert data["pareto"] and "fp64" in md
+    assert data["pareto"] and "fp64" in md and data["build_workers"] == min(2, machine.physical_cores())
+    log = (run_dir / "conversions.log").read_text()  # the workers' logs, in the order of the specs
+    assert 0 <= log.index("=== onnx:fp32") < log.index("error: RequestError: precision fp64")
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
     # a second report reuses the artifact (same checkpoint, precision, size) into a new folder
     assert report.main(argv) == 0
     second = max((tmp_path / "runs").iterdir())

@@ -130,21 +130,67 @@ def build(job: Job, weights: Weights, batch: int, directory: Path, verify_data: 
 
 
 def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, data: str | None, rebuild: bool,
-              log_path: Path) -> None:
-    """:func:`build` every job in turn (conversion output to ``log_path``), one progress line each."""
+              log_path: Path, workers: int = 1) -> None:
+    """:func:`build` every job, ``workers`` at a time, each in its own process when ``workers`` > 1
+    (their CPU threads shared out), one progress line each; converter output goes to ``log_path``."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
     from tqdm import tqdm
+
+    from common.machine import physical_cores
     directory.mkdir(parents=True, exist_ok=True)
+    todo = []
+    for job in jobs:
+        if data is None and (job.precision == "int8" or job.compress):
+            job.error = f"{job.compress or 'int8'} is calibrated and judged on real images: pass --data FOLDER"
+        else:
+            todo.append(job)
+    logs = [log_path.with_name(f".{log_path.name}.{i}") for i in range(len(todo))]
+    args = (weights, batch, directory, None if weights.random else data, rebuild)
+    bar = tqdm(total=len(jobs), desc="artifacts: build or reuse", unit="artifact", file=sys.stderr)
+    for job in jobs:
+        if job not in todo:
+            _report_built(bar, job)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for job, log in zip(todo, logs):
+                bar.set_postfix_str(job.spec)
+                _report_built(bar, build_logged(job, *args, log, data))
+        else:
+            threads = max(1, physical_cores() // workers)
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(build_logged, job, *args, log, data, threads): job
+                           for job, log in zip(todo, logs)}
+                for future in as_completed(futures):
+                    job = futures[future]
+                    vars(job).update(vars(future.result()))
+                    _report_built(bar, job)
+    finally:
+        bar.close()
+        with open(log_path, "w") as out:
+            for log in logs:
+                if log.exists():
+                    out.write(log.read_text(errors="replace"))
+                    log.unlink()
+
+
+def build_logged(job: Job, weights: Weights, batch: int, directory: Path, verify_data: str | None, rebuild: bool,
+                 log_path: Path, calib: str | None, threads: int | None = None) -> Job:
+    """:func:`build` with the converter's output in ``log_path`` (and ``threads`` CPU threads); returns ``job``."""
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
     with open(log_path, "w") as log:
-        bar = tqdm(jobs, desc="artifacts: build or reuse", unit="artifact", file=sys.stderr)
-        for job in bar:
-            bar.set_postfix_str(job.spec)
-            if data is None and (job.precision == "int8" or job.compress):
-                job.error = f"{job.compress or 'int8'} is calibrated and judged on real images: pass --data FOLDER"
-            else:
-                build(job, weights, batch, directory, None if weights.random else data, rebuild, log, calib=data)
-            outcome = f"error: {job.error[:150]}" if job.error else f"{job.built} {job.path.name}" + (
-                f" in {job.build_seconds:.0f} s" if job.built == "built" else "")
-            bar.write(f"  {job.spec}: {outcome}", file=sys.stderr)
+        build(job, weights, batch, directory, verify_data, rebuild, log, calib=calib)
+    return job
+
+
+def _report_built(bar, job: Job) -> None:
+    outcome = f"error: {job.error[:150]}" if job.error else f"{job.built} {job.path.name}" + (
+        f" in {job.build_seconds:.0f} s" if job.built == "built" else "")
+    bar.write(f"  {job.spec}: {outcome}", file=sys.stderr)
+    bar.update()
 
 
 # --- the checkpoint -----------------------------------------------------------------------------

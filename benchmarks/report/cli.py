@@ -80,13 +80,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-cuda", action="store_true", help="no PyTorch CUDA row even if a GPU is present")
     parser.add_argument("--omp-wait-policy", default=DEFAULT_OMP_WAIT_POLICY, choices=("PASSIVE", "ACTIVE", "inherit"),
                         help="OMP_WAIT_POLICY of the latency workers (default PASSIVE, see benchmarks/README.md)")
+    parser.add_argument("--build-workers", type=int, default=min(2, physical_cores()),
+                        help="artifacts converted at once, each in its own process (default: 2 on 2+ cores; "
+                             "1: one after another in this process)")
     parser.add_argument("--web", action="store_true", help="also time the ONNX artifacts in headless Chromium "
                         "(ONNX Runtime Web, WASM; benchmarks/web_latency.py): this machine's browser, not a phone")
     args = parser.parse_args(argv)
     for name, low in (("runs", 1), ("warmup", 0), ("rounds", 1), ("batch", 1), ("coreml_limit", 0)):
         if getattr(args, name) < low:
             parser.error(f"--{name.replace('_', '-')} must be >= {low}")
-    for name in ("threads", "limit", "input_size"):
+    for name in ("threads", "limit", "input_size", "build_workers"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     for name in ("artifacts_dir", "runs_dir"):
@@ -124,7 +127,8 @@ def run_report(args: argparse.Namespace, command: str | None = None) -> None:
     phases = {}
 
     t0 = time.perf_counter()
-    build_all(jobs, weights, args.batch, args.artifacts_dir, args.data, args.rebuild, run_dir / "conversions.log")
+    build_all(jobs, weights, args.batch, args.artifacts_dir, args.data, args.rebuild, run_dir / "conversions.log",
+              args.build_workers)
     built = [job for job in jobs if not job.error]
     phases["artifacts_s"] = round(time.perf_counter() - t0, 1)
 
@@ -161,7 +165,7 @@ def run_report(args: argparse.Namespace, command: str | None = None) -> None:
         "load_average_start": load_start, "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "model": meta["variant"], "input_size": meta["input_size"], "checkpoint": str(weights.path),
         "checkpoint_sha256": weights.sha256, "random_weights": weights.random,
-        "data": accuracy.data, "coreml_limit": args.coreml_limit, "batch": args.batch, "runs": args.runs,
+        "data": accuracy.data, "coreml_limit": args.coreml_limit, "build_workers": args.build_workers, "batch": args.batch, "runs": args.runs,
         "warmup": args.warmup, "rounds": args.rounds,
         "omp_wait_policy": omp or os.environ.get("OMP_WAIT_POLICY") or "default",
         "artifacts_dir": str(args.artifacts_dir), "versions": installed,
