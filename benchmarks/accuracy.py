@@ -23,7 +23,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import asdict, dataclass, replace  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -146,6 +146,45 @@ def reference_results(checkpoint: str | Path, eval_set: EvalSet, batch_size: int
 
 
 # --- artifacts ----------------------------------------------------------------------------------
+@dataclass
+class AccuracyResult:
+    """One artifact's accuracy (:func:`measure_accuracy`): ``status`` "ok", "error" (``error`` says why;
+    ``user_error``: an unusable artifact) or "needs macOS". Percentages: top-1/top-5 (None without
+    labels), agreement of top-1 with the fp32 reference and its 95% lower bound (None without a
+    reference), ``delta_top1`` and the upper bound of the drop in points. ``subset``: only the first
+    ``n`` images of the set ran (``note`` says why)."""
+
+    artifact: str
+    label: str = ""
+    status: str = "ok"
+    error: str | None = None
+    user_error: bool = False
+    note: str | None = None
+    data: str | None = None
+    format: str | None = None
+    precision: str | None = None
+    engine: str | None = None
+    n: int | None = None
+    top1: float | None = None
+    top5: float | None = None
+    agreement: float | None = None
+    agreement_lower95: float | None = None
+    reference_top1: float | None = None
+    delta_top1: float | None = None
+    drop_lower95: float | None = None
+    subset: bool = False
+    seconds: float | None = None
+    images_per_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        """Every field, for JSON."""
+        return asdict(self)
+
+
 def coreml_evaluator_available() -> str | None:
     """None if Core ML artifacts can run here, else why not."""
     if platform.system() == "Darwin":
@@ -159,22 +198,24 @@ def coreml_evaluator_available() -> str | None:
 
 def measure_accuracy(artifact: str | Path, eval_set: EvalSet, reference: Reference | None = None,
                      batch_size: int = 64, threads: int | None = None, coreml_limit: int | None = DEFAULT_COREML_LIMIT,
-                     progress: bool = True, coreai_limit: int | None = DEFAULT_COREAI_LIMIT) -> dict:
-    """Accuracy row of one artifact; raises ArtifactError/exceptions of the runtime on failure."""
+                     progress: bool = True, coreai_limit: int | None = DEFAULT_COREAI_LIMIT) -> AccuracyResult:
+    """Accuracy of one artifact on ``eval_set`` (agreement: against ``reference``); raises
+    ArtifactError/exceptions of the runtime on failure."""
     from tqdm import tqdm
 
     from runtime import load_artifact
     artifact = Path(artifact)
-    row = {"artifact": str(artifact), "data": eval_set.describe(), "note": None}
+    result = AccuracyResult(str(artifact), artifact.name, data=eval_set.describe())
     is_coreml = artifact.suffix.lower() in COREML_SUFFIXES
     if is_coreml:
         why = coreml_evaluator_available()
         if why:
-            return {**row, "status": "needs macOS", "note": why}
+            result.status, result.note = "needs macOS", why
+            return result
     if reference is not None and artifact.suffix.lower() in CHECKPOINT_SUFFIXES and \
             artifact.resolve() == reference.checkpoint.resolve():
-        return {**row, "status": "ok", "format": "pytorch", "precision": "fp32",
-                "engine": f"pytorch ({reference.device})", **reference.metrics}
+        return replace(result, format="pytorch", precision="fp32", engine=f"pytorch ({reference.device})",
+                       **reference.metrics)
     runner = load_artifact(artifact, threads=threads or physical_cores())
     spec = runner.meta.get("preprocess")
     if spec != eval_set.spec:
@@ -184,10 +225,10 @@ def measure_accuracy(artifact: str | Path, eval_set: EvalSet, reference: Referen
     engine = getattr(runner, "engine", runner.format)
     if is_coreml and engine == "mlprogram-numpy" and coreml_limit:
         stop = min(stop, coreml_limit)
-        row["note"] = EVALUATOR_NOTE.format(n=stop)
+        result.note = EVALUATOR_NOTE.format(n=stop)
     elif engine == "coreai-runtime" and platform.system() != "Darwin" and coreai_limit:
         stop = min(stop, coreai_limit)
-        row["note"] = COREAI_NOTE.format(n=stop)
+        result.note = COREAI_NOTE.format(n=stop)
     start = time.perf_counter()
     top5 = []
     with tqdm(total=stop, desc=f"accuracy: {artifact.name}", unit="img", disable=None if progress else True) as bar:
@@ -197,9 +238,9 @@ def measure_accuracy(artifact: str | Path, eval_set: EvalSet, reference: Referen
     seconds = time.perf_counter() - start
     metrics = summarize(np.concatenate(top5), eval_set.labels[:stop] if eval_set.labelled else None,
                         None if reference is None else reference.top1)
-    return {**row, "status": "ok", "format": runner.format, "precision": runner.precision, "engine": engine,
-            **metrics, "subset": stop < len(eval_set), "seconds": round(seconds, 2),
-            "images_per_s": round(stop / seconds, 1) if seconds > 0 else None}
+    return replace(result, format=runner.format, precision=runner.precision, engine=engine, **metrics,
+                   subset=stop < len(eval_set), seconds=round(seconds, 2),
+                   images_per_s=round(stop / seconds, 1) if seconds > 0 else None)
 
 
 def reference_for(artifact: Path) -> Path | None:
@@ -278,13 +319,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def evaluate_rows(args: argparse.Namespace) -> list[dict]:
+def evaluate_rows(args: argparse.Namespace) -> list[AccuracyResult]:
     """One row per artifact; an artifact that fails is a row with its error (``user_error``: an unusable one)."""
     from common.errors import UserError
     from data import DataError
     rows, sets, refs = [], {}, {}
     for artifact in args.artifacts:
-        row = {"artifact": str(artifact), "label": artifact.name}
         try:
             spec = artifact_spec(artifact)
             key = json.dumps(spec, sort_keys=True)
@@ -299,15 +339,16 @@ def evaluate_rows(args: argparse.Namespace) -> list[dict]:
                 if ref_key not in refs:
                     refs[ref_key] = reference_results(ref_path, eval_set, args.batch_size)
                 reference = refs[ref_key]
-            row.update(measure_accuracy(artifact, eval_set, reference, args.batch_size, args.threads,
-                                        args.coreml_limit or None, coreai_limit=args.coreai_limit or None))
+            row = measure_accuracy(artifact, eval_set, reference, args.batch_size, args.threads,
+                                   args.coreml_limit or None, coreai_limit=args.coreai_limit or None)
             if reference is None:
-                row["note"] = ((row.get("note") or "") + "; no fp32 reference: pass --reference").lstrip("; ")
+                row.note = ((row.note or "") + "; no fp32 reference: pass --reference").lstrip("; ")
         except DataError:
             raise
         except (UserError, ValueError, OSError, RuntimeError) as err:
             user = isinstance(err, UserError)
-            row.update(status="error", user_error=user, error=str(err) if user else f"{type(err).__name__}: {err}")
+            row = AccuracyResult(str(artifact), artifact.name, "error", user_error=user,
+                           error=str(err) if user else f"{type(err).__name__}: {err}")
         rows.append(row)
     return rows
 
@@ -330,12 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         args.data = args.data or model_dataset(args.artifacts[0])
         rows = evaluate_rows(args)
         header = ["artifact", "status", "n", "top-1 %", "top-5 %", "agreement %", "delta top-1", "note"]
-        lines = [[Path(r["artifact"]).name, r["status"] if r["status"] != "error" else f"error: {r['error'][:90]}",
-                  fmt(r.get("n"), "d"), fmt(r.get("top1")), fmt(r.get("top5")), fmt(r.get("agreement")),
-                  fmt(r.get("delta_top1"), "+.2f"), r.get("note") or ""] for r in rows]
+        lines = [[r.label, r.status if r.status != "error" else f"error: {r.error[:90]}", fmt(r.n, "d"),
+                  fmt(r.top1), fmt(r.top5), fmt(r.agreement), fmt(r.delta_top1, "+.2f"), r.note or ""] for r in rows]
         print(text_table(header, lines))
         if args.json:
-            write_output(args.json, json.dumps(rows, indent=2, default=str) + "\n", args.force, "--json")
+            write_output(args.json, json.dumps([r.to_dict() for r in rows], indent=2, default=str) + "\n",
+                         args.force, "--json")
         return failures(rows)
     return run_cli(run)
 

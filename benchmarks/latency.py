@@ -27,7 +27,7 @@ import platform  # noqa: E402
 import selectors  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -107,6 +107,54 @@ class Target:
         if not self.label:
             self.label = self.artifact.name + (f" [{self.device}]" if self.device != "cpu" else "") + \
                 (f" [{self.compute_units}]" if self.artifact.suffix in COREML_SUFFIXES else "")
+
+
+@dataclass
+class LatencyResult:
+    """One row of :func:`measure`: ``status`` "ok", "error" (``error`` says why; ``user_error``: an
+    unusable artifact) or "needs macOS"; the statistics (ms, :func:`latency_stats`) are None unless ok."""
+
+    label: str
+    artifact: str
+    status: str = "ok"
+    batch: int = 1
+    error: str | None = None
+    user_error: bool = False
+    note: str | None = None
+    device: str | None = None
+    compute_units: str | None = None
+    format: str | None = None
+    precision: str | None = None
+    engine: str | None = None
+    runtime: str | None = None  # the browser rows of benchmarks/web_latency.py
+    backend: str | None = None
+    static_batch: int | None = None
+    load_seconds: float | None = None
+    threads: int | None = None
+    rss_before_load_mb: float | None = None
+    peak_rss_mb: float | None = None
+    runs: int | None = None
+    warmup: int | None = None
+    rounds: int | None = None
+    omp_wait_policy: str | None = None
+    n: int | None = None
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    std_ms: float | None = None
+    fps: float | None = None
+    times_ms: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        """Every field, for JSON."""
+        return asdict(self)
 
 
 def needs_macos(artifact: Path) -> bool:
@@ -207,25 +255,25 @@ class Worker:
             self.proc.kill()
             self.proc.wait()
 
-    def result(self, batch: int) -> dict:
-        row = {"label": self.target.label, "artifact": str(self.target.artifact), "device": self.target.device,
-               "compute_units": self.target.compute_units if self.target.artifact.suffix in COREML_SUFFIXES else None,
-               "batch": batch, "status": "ok" if not self.error else "error", "error": self.error,
-               "user_error": self.user_error,
-               **{k: self.info.get(k) for k in ("format", "precision", "engine", "static_batch", "load_seconds",
-                                               "threads", "rss_before_load_mb")},
-               "peak_rss_mb": self.peak_rss_mb, "times_ms": [round(t, 4) for t in self.times_ms]}
+    def result(self, batch: int) -> LatencyResult:
+        row = LatencyResult(label=self.target.label, artifact=str(self.target.artifact), device=self.target.device,
+                      compute_units=self.target.compute_units if self.target.artifact.suffix in COREML_SUFFIXES else None,
+                      batch=batch, status="ok" if not self.error else "error", error=self.error,
+                      user_error=self.user_error, peak_rss_mb=self.peak_rss_mb,
+                      times_ms=[round(t, 4) for t in self.times_ms],
+                      **{k: self.info.get(k) for k in ("format", "precision", "engine", "static_batch", "load_seconds",
+                                                      "threads", "rss_before_load_mb")})
         if not self.error and self.times_ms:
-            row.update(latency_stats(self.times_ms, batch))
+            vars(row).update(latency_stats(self.times_ms, batch))
         if not self.error and self.info.get("static_batch") not in (None, batch):
-            row["note"] = (f"static batch {self.info['static_batch']}: a batch of {batch} runs as "
-                           f"{math.ceil(batch / self.info['static_batch'])} calls")
+            row.note = (f"static batch {self.info['static_batch']}: a batch of {batch} runs as "
+                        f"{math.ceil(batch / self.info['static_batch'])} calls")
         return row
 
 
 def measure(targets: list[Target], runs: int = 100, warmup: int = 10, rounds: int = 10, threads: int | None = None,
             batch: int = 1, untimed: int = 1, progress: bool = True,
-            omp_wait_policy: str | None = DEFAULT_OMP_WAIT_POLICY) -> list[dict]:
+            omp_wait_policy: str | None = DEFAULT_OMP_WAIT_POLICY) -> list[LatencyResult]:
     """Per-target latency rows, timed in interleaved rounds; a failing target is a row with its error.
 
     Workers start one after another (each loads and warms up alone), then ``runs`` timed iterations
@@ -237,21 +285,21 @@ def measure(targets: list[Target], runs: int = 100, warmup: int = 10, rounds: in
     threads = threads or physical_cores()
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    rows: dict[int, dict] = {}
+    rows: dict[int, LatencyResult] = {}
     workers: dict[int, Worker] = {}
     for i, target in enumerate(targets):
         if needs_macos(target.artifact):
-            rows[i] = {"label": target.label, "artifact": str(target.artifact), "status": "needs macOS",
-                       "error": None, "compute_units": target.compute_units, "batch": batch,
-                       "note": "Core ML latency is measured with Core ML predict on macOS only"}
+            rows[i] = LatencyResult(target.label, str(target.artifact), "needs macOS", batch,
+                              compute_units=target.compute_units,
+                              note="Core ML latency is measured with Core ML predict on macOS only")
     try:
         for i, target in enumerate(tqdm(targets, desc="latency: load + warm-up", unit="artifact",
                                       disable=None if progress else True)):
             if i in rows:
                 continue
             if not target.artifact.exists():
-                rows[i] = {"label": target.label, "artifact": str(target.artifact), "status": "error",
-                           "error": f"{target.artifact} not found", "batch": batch}
+                rows[i] = LatencyResult(target.label, str(target.artifact), "error", batch,
+                                  error=f"{target.artifact} not found")
                 continue
             worker = Worker(target, threads, batch, warmup, omp_wait_policy)
             worker.wait_loaded()  # one at a time: loading never overlaps another worker's work
@@ -271,21 +319,21 @@ def measure(targets: list[Target], runs: int = 100, warmup: int = 10, rounds: in
             worker.kill()
     for i, worker in workers.items():
         rows[i] = worker.result(batch)
-    for i in rows:
-        rows[i].update(threads=rows[i].get("threads") or threads, runs=runs, warmup=warmup, rounds=len(split_runs(runs, rounds)),
-                       omp_wait_policy=omp_wait_policy or os.environ.get("OMP_WAIT_POLICY") or "default")
+    for row in rows.values():
+        row.threads, row.runs, row.warmup = row.threads or threads, runs, warmup
+        row.rounds = len(split_runs(runs, rounds))
+        row.omp_wait_policy = omp_wait_policy or os.environ.get("OMP_WAIT_POLICY") or "default"
     return [rows[i] for i in range(len(targets))]
 
 
 # --- command line -------------------------------------------------------------------------------
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[LatencyResult]) -> str:
     header = ["artifact", "status", "threads", "batch", "median ms", "p90 ms", "p99 ms", "FPS", "load s", "peak MB"]
     lines = []
     for row in rows:
-        ok = row["status"] == "ok"
-        num = (lambda key, fmt: format(row[key], fmt) if ok and row.get(key) is not None else "-")
-        lines.append([row["label"], row["status"] if ok or not row.get("error") else f"error: {row['error'][:80]}",
-                      str(row.get("threads", "-")), str(row.get("batch", "-")), num("median_ms", ".2f"),
+        num = (lambda key, fmt: format(getattr(row, key), fmt) if row.ok and getattr(row, key) is not None else "-")
+        lines.append([row.label, row.status if row.ok or not row.error else f"error: {row.error[:80]}",
+                      str(row.threads or "-"), str(row.batch), num("median_ms", ".2f"),
                       num("p90_ms", ".2f"), num("p99_ms", ".2f"), num("fps", ".1f"), num("load_seconds", ".2f"),
                       num("peak_rss_mb", ".0f")])
     return text_table(header, lines)
@@ -311,12 +359,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def failures(rows: list[dict]) -> int:
-    """Print one ``error:`` line per failed row; the exit status: 0, 2 if all were user mistakes, else 1."""
-    failed = [row for row in rows if row["status"] not in ("ok", "needs macOS")]
+def failures(rows: list) -> int:
+    """Print one ``error:`` line per failed row (:class:`LatencyResult` or accuracy result); the exit status:
+    0, 2 if all were user mistakes, else 1."""
+    failed = [row for row in rows if row.status not in ("ok", "needs macOS")]
     for row in failed:
-        print(f"error: {row['label']}: {row['error']}", file=sys.stderr)
-    return 0 if not failed else 2 if all(row.get("user_error") for row in failed) else 1
+        print(f"error: {row.label}: {row.error}", file=sys.stderr)
+    return 0 if not failed else 2 if all(row.user_error for row in failed) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine: {machine_description(threads)}")
         print(format_table(rows))
         if args.json:
-            write_output(args.json, json.dumps({"machine": machine_description(), "threads": threads, "rows": rows},
+            write_output(args.json, json.dumps({"machine": machine_description(), "threads": threads,
+                                                "rows": [row.to_dict() for row in rows]},
                                                indent=2) + "\n", args.force, "--json")
         return failures(rows)
     return run_cli(run)

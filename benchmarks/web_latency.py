@@ -19,12 +19,14 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import threading  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
 from apps import AppError  # noqa: E402
 from apps.chromium import chromium_missing, launch  # noqa: E402
 from apps.website import RUNTIME_DIR, site_files, web_model  # noqa: E402
 from apps.webserver import make_server  # noqa: E402
-from benchmarks.latency import format_table, latency_stats, physical_cores, round_orders, split_runs  # noqa: E402
+from benchmarks.latency import (LatencyResult, format_table, latency_stats, physical_cores, round_orders,  # noqa: E402
+                                split_runs)
 
 LOAD_TIMEOUT_MS = 300_000
 WARM_BLOCK, PATIENCE, MAX_WARM_BLOCKS = 20, 3, 60
@@ -59,25 +61,25 @@ def _warm_up(page, warmup: int) -> None:
 
 
 def measure_web(artifacts: list[Path], runs: int = 100, warmup: int = 10, rounds: int = 10,
-                threads: int | None = None) -> list[dict]:
-    """One row per artifact (benchmarks/latency.py's keys: status, median_ms, p90_ms, fps, threads, ...,
-    plus ``runtime`` and ``note``); every row is an error row when the browser cannot run here."""
+                threads: int | None = None) -> list[LatencyResult]:
+    """One row per artifact, as benchmarks/latency.py's (with ``runtime`` and ``note`` set); every row is
+    an error row when the browser cannot run here."""
     threads = threads or physical_cores()
-    rows = [{"label": Path(a).name, "artifact": str(a), "status": "error", "batch": 1, "threads": threads,
-             "runtime": "ONNX Runtime Web in headless Chromium", "note": NOTE} for a in artifacts]
+    rows = [LatencyResult(Path(a).name, str(a), "error", threads=threads, note=NOTE,
+                          runtime="ONNX Runtime Web in headless Chromium") for a in artifacts]
     missing = chromium_missing()
     if not artifacts:
         return []
     if missing:
-        return [{**row, "error": missing} for row in rows]
+        return [replace(row, error=missing) for row in rows]
     try:
         pages, times, engine = _time_in_pages(artifacts, runs, warmup, rounds, threads)
     except Exception as err:  # the browser, the page or the runtime failing is every row's error
         text = str(err).strip().splitlines()
-        return [{**row, "error": f"{type(err).__name__}: {text[0] if text else ''}"[:600]} for row in rows]
-    return [{**row, **latency_stats(t), "status": "ok", "label": f"{row['label']} (browser)", "runtime": engine,
-             "precision": status["precision"], "threads": status["threads"], "backend": status["backend"],
-             "runs": runs, "warmup": warmup, "rounds": len(split_runs(runs, rounds)), "times_ms": t}
+        return [replace(row, error=f"{type(err).__name__}: {text[0] if text else ''}"[:600]) for row in rows]
+    return [replace(row, **latency_stats(t), status="ok", label=f"{row.label} (browser)", runtime=engine,
+                    precision=status["precision"], threads=status["threads"], backend=status["backend"],
+                    runs=runs, warmup=warmup, rounds=len(split_runs(runs, rounds)), times_ms=t)
             for row, status, t in zip(rows, pages, times)]
 
 
@@ -117,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help=f"WASM threads (default: physical cores, {physical_cores()} here)")
     args = parser.parse_args(argv)
     rows = measure_web(args.artifacts, args.runs, args.warmup, args.rounds, args.threads)
-    print(f"{rows[0]['runtime']}: {NOTE}")
+    print(f"{rows[0].runtime}: {NOTE}")
     print(format_table(rows))
-    return 0 if all(r["status"] == "ok" for r in rows) else 1
+    return 0 if all(r.ok for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """One Python session, as in a notebook: fine-tune the CIFAR-10 model on three of its classes, convert
-the model object to ONNX, ExecuTorch and Core ML with int8, load each artifact and compare it with the
-PyTorch model. Run from the repository root: ``python docs/example_session.py [WORK_DIR]``
+the model object to ONNX, ExecuTorch and Core ML with int8, load each artifact, compare it with the
+PyTorch model and time it. Run from the repository root: ``python docs/example_session.py [WORK_DIR]``
 (``tests/test_api.py`` runs it).
 """
 import sys
@@ -12,6 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.latency import Target, measure  # noqa: E402
 from common.defaults import CIFAR10_CHECKPOINT  # noqa: E402
 from common.quiet import quiet_third_party  # noqa: E402
 from convert.api import convert  # noqa: E402
@@ -60,6 +61,9 @@ def main(work: Path) -> dict:
         print(f"{fmt}: {manifest.path}, contract {manifest.verification['status']}"
               f"{f' with {len(kept)} units float' if kept else ''}, agreement with PyTorch on {len(x)} test photos "
               f"{agreement[fmt]:.1%}")
+    # 4. latency, each artifact in its own process, interleaved (Core ML runs on macOS only)
+    for row in measure([Target(manifest.path) for manifest in artifacts.values()], runs=20, rounds=2, progress=False):
+        print(f"{row.label}: " + (f"median {row.median_ms:.2f} ms, {row.fps:.0f} FPS" if row.ok else row.status))
     return agreement
 
 

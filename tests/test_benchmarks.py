@@ -191,10 +191,22 @@ def test_failing_artifacts_are_error_rows_not_crashes(tmp_path):
     broken.write_bytes(b"this is not an onnx model")
     rows = latency.measure([latency.Target(broken), latency.Target(tmp_path / "missing.pte"),
                             latency.Target(tmp_path / "m.mlpackage")], runs=3, rounds=1, warmup=1, progress=False)
-    assert rows[0]["status"] == "error" and "ONNX Runtime" in rows[0]["error"]
-    assert rows[1]["status"] == "error" and "not found" in rows[1]["error"]
+    assert rows[0].status == "error" and "ONNX Runtime" in rows[0].error and rows[0].median_ms is None
+    assert rows[1].status == "error" and "not found" in rows[1].error
     if latency.needs_macos(tmp_path / "m.mlpackage"):
-        assert rows[2]["status"] == "needs macOS"
+        assert rows[2].status == "needs macOS"
+
+
+def test_latency_and_accuracy_from_python_are_typed_results(checkpoint):
+    row, = latency.measure([latency.Target(checkpoint)], runs=4, rounds=2, warmup=1, progress=False)
+    assert isinstance(row, latency.LatencyResult) and row.ok and row.n == 4 and len(row.times_ms) == 4
+    assert 0 < row.min_ms <= row.median_ms <= row.max_ms and row.rounds == 2 and row.threads >= 1
+    assert json.loads(json.dumps(row.to_dict()))["median_ms"] == row.median_ms
+    eval_set = EvalSet("fashion-mnist", "test", fashion_mnist_preprocess(SIZE), limit=32)
+    reference = accuracy.reference_results(checkpoint, eval_set, progress=False)
+    result = accuracy.measure_accuracy(checkpoint, eval_set, reference, progress=False)
+    assert isinstance(result, accuracy.AccuracyResult) and result.ok and result.n == 32
+    assert result.agreement == 100.0 and result.top1 == reference.metrics["top1"] and result.delta_top1 == 0.0
 
 
 # --- the report end to end ----------------------------------------------------------------------

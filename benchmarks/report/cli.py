@@ -105,7 +105,7 @@ def run_report(args: argparse.Namespace, command: str | None = None) -> None:
     from benchmarks import latency
     from benchmarks.apple_crosscheck import report_cross_check
     from benchmarks.report.build import build_all, parse_spec, resolve_weights
-    from benchmarks.report.measure import Accuracy, latency_targets, make_rows, measure_accuracy
+    from benchmarks.report.measure import AccuracyPhase, latency_targets, make_rows, measure_accuracy
     from benchmarks.report.render import document, markdown_table, plot_or_note, write
     from convert.manifest import versions
     from common.quiet import quiet_third_party
@@ -133,7 +133,7 @@ def run_report(args: argparse.Namespace, command: str | None = None) -> None:
     phases["artifacts_s"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()
-    accuracy = Accuracy() if weights.random or not args.data else measure_accuracy(
+    accuracy = AccuracyPhase() if weights.random or not args.data else measure_accuracy(
         weights, built, args.data, args.split, args.limit, threads, args.coreml_limit or None, cpu_only=args.no_cuda)
     cross_check = None if weights.random or not args.data else report_cross_check(built, args.data, args.split, args.coreml_limit or None)
     phases["accuracy_s"] = round(time.perf_counter() - t0, 1)
@@ -153,7 +153,7 @@ def run_report(args: argparse.Namespace, command: str | None = None) -> None:
 
     installed = versions()
     rows = make_rows(jobs, list(zip(targets, latencies)) + web, weights, accuracy, installed)
-    engines = {target.label: row["runtime"] for (target, _), row in web}
+    engines = {target.label: row.runtime for (target, _), row in web}
     for row in rows:
         row.runtime = engines.get(row.label, row.runtime)
     meta = weights.meta

@@ -7,12 +7,12 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.latency import Target
+from benchmarks.latency import LatencyResult, Target
 from benchmarks.report.build import FORMAT_NAMES, Job, Weights
 
 
 @dataclass
-class Accuracy:
+class AccuracyPhase:
     """The accuracy phase: the reference's metrics (or error) and each artifact's, keyed by spec."""
 
     reference: dict = field(default_factory=dict)
@@ -63,11 +63,11 @@ class Row:
 
 
 def measure_accuracy(weights: Weights, jobs: list[Job], data: str, split: str, limit: int | None, threads: int,
-                     coreml_limit: int | None, cpu_only: bool) -> Accuracy:
+                     coreml_limit: int | None, cpu_only: bool) -> AccuracyPhase:
     """Reference and per-artifact accuracy on the same images; failures are results, not exceptions."""
     from benchmarks import accuracy as acc
     from benchmarks.eval_set import EvalSet
-    result = Accuracy()
+    result = AccuracyPhase()
     try:
         eval_set = EvalSet(data, split, weights.meta["preprocess"], limit, weights.meta.get("labels"))
         result.data = f"{eval_set.describe()}, {len(eval_set)} images"
@@ -79,7 +79,7 @@ def measure_accuracy(weights: Weights, jobs: list[Job], data: str, split: str, l
     for job in jobs:
         try:
             result.artifacts[job.spec] = acc.measure_accuracy(job.path, eval_set, reference, batch_size=64,
-                                                              threads=threads, coreml_limit=coreml_limit)
+                                                              threads=threads, coreml_limit=coreml_limit).to_dict()
         except Exception as err:  # a runtime failing on this artifact is its row's error
             result.artifacts[job.spec] = {"status": "error", "error": f"{type(err).__name__}: {err}"[:600]}
     return result
@@ -125,8 +125,9 @@ def coreml_static_checks(manifest: dict) -> str:
     return "static checks: " + ", ".join(p for p in parts if p)
 
 
-def make_row(target: Target | None, job: Job | None, latency: dict | None, base: dict | None, weights: Weights,
-             accuracy: Accuracy, versions: dict) -> Row:
+def make_row(target: Target | None, job: Job | None, latency: LatencyResult | None, base: LatencyResult | None,
+             weights: Weights,
+             accuracy: AccuracyPhase, versions: dict) -> Row:
     """One row from an artifact's build, accuracy and latency results (``job`` None: the PyTorch reference)."""
     fmt = job.format if job else "pytorch"
     device = target.device if target else None
@@ -156,17 +157,17 @@ def make_row(target: Target | None, job: Job | None, latency: dict | None, base:
     if job is None and row.top1 is not None:
         row.delta_top1 = 0.0
     if latency is not None:
-        row.latency = {k: v for k, v in latency.items() if k != "times_ms"}
-        row.times_ms = latency.get("times_ms")
-        if latency["status"] == "needs macOS":
+        row.latency = {k: v for k, v in latency.to_dict().items() if k != "times_ms"}
+        row.times_ms = latency.times_ms
+        if latency.status == "needs macOS":
             row.status = "needs macOS"
-        elif latency["status"] == "error":
-            row.status, row.error = "error", f"latency: {latency['error']}" + (f"; {row.error}" if row.error else "")
-        elif latency.get("note"):
-            row.notes.append(latency["note"])
+        elif latency.status == "error":
+            row.status, row.error = "error", f"latency: {latency.error}" + (f"; {row.error}" if row.error else "")
+        elif latency.note:
+            row.notes.append(latency.note)
         for key in ("median_ms", "p90_ms", "p99_ms", "fps", "peak_rss_mb", "load_seconds", "threads"):
-            setattr(row, key, latency.get(key))
-    row.speedup = base["median_ms"] / row.median_ms if base and row.median_ms else None
+            setattr(row, key, getattr(latency, key))
+    row.speedup = base.median_ms / row.median_ms if base and row.median_ms else None
     if fmt == "coreml" and manifest:
         row.notes.insert(0, coreml_static_checks(manifest))
     if job is not None and job.built == "reused":
@@ -174,11 +175,11 @@ def make_row(target: Target | None, job: Job | None, latency: dict | None, base:
     return row
 
 
-def make_rows(jobs: list[Job], measured: list[tuple[tuple[Target, Job | None], dict]], weights: Weights,
-              accuracy: Accuracy, versions: dict) -> list[Row]:
+def make_rows(jobs: list[Job], measured: list[tuple[tuple[Target, Job | None], LatencyResult]], weights: Weights,
+              accuracy: AccuracyPhase, versions: dict) -> list[Row]:
     """The reference rows, then every job's rows in the order asked for (a failed build: one error row),
     each marked whether it is on the Pareto front."""
-    base = measured[0][1] if measured[0][1]["status"] == "ok" else None
+    base = measured[0][1] if measured[0][1].ok else None
     rows = [make_row(target, None, latency, base, weights, accuracy, versions)
             for (target, job), latency in measured if job is None]
     for job in jobs:

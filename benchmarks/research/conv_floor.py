@@ -224,11 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         keys = list(built)
         rows = measure([Target(built[key], label=f"{key[0]} {key[1]}{' probe' if key[2] else ''}") for key in keys],
                        args.runs, rounds=args.rounds, threads=threads)
-    failed = [row for row in rows if row["status"] != "ok"]
+    failed = [row for row in rows if not row.ok]
     if failed:
-        print(f"error: {failed[0]['label']}: {failed[0].get('error')}", file=sys.stderr)
+        print(f"error: {failed[0].label}: {failed[0].error}", file=sys.stderr)
         return 1
-    results = floors({key: row["median_ms"] for key, row in zip(keys, rows)})
+    results = floors({key: row.median_ms for key, row in zip(keys, rows)})
     print(f"machine: {machine_description(threads)}; {args.runs} runs per artifact in {args.rounds} interleaved rounds")
     print(format_floors(results))
     per_conv = {}

@@ -85,8 +85,8 @@ def run_table(models: dict, runs: int, rounds: int, coreml_images: int, json_pat
         timing = {t.label: r for t, r in zip(targets, measure(targets, runs, rounds=rounds))} if targets else {}
     table = []
     for (name, fmt), manifest in results.items():
-        fp32, int8 = timing.get(f"{name} {fmt} fp32", {}), timing.get(f"{name} {fmt} int8", {})
-        ratio = int8["median_ms"] / fp32["median_ms"] if fp32.get("median_ms") and int8.get("median_ms") else None
+        fp32, int8 = timing.get(f"{name} {fmt} fp32"), timing.get(f"{name} {fmt} int8")
+        ratio = int8.median_ms / fp32.median_ms if fp32 and int8 and fp32.median_ms and int8.median_ms else None
         table.append(row(name, fmt, manifest, ratio))
     header = ["model", "backend", "top-1 agreement (95% bound)", "delta top-1", "cosine p5", "float units",
               "int8/fp32", "judged by"]
