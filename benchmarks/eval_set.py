@@ -64,8 +64,10 @@ class EvalSet:
         from data import build_dataset
         from data.splits import limit_indices
         from quantize.calibration import calibration_count
-        used = calibration_count(self.data, {"preprocess": self.spec, "input_size": self.spec["crop"]}, None)
-        taken = {path for path, _ in build_dataset(self.data, "train", self.spec, limit=used).samples}
+        train = build_dataset(self.data, "train", self.spec)  # calibration takes a seeded prefix of it
+        used = calibration_count(self.data, {"preprocess": self.spec, "input_size": self.spec["crop"]}, None,
+                                 available=len(train))
+        taken = {train.samples[i][0] for i in limit_indices(np.arange(len(train)), used, 0)}
         kept = [s for s in self.dataset.samples if s[0] not in taken]
         self.dataset.samples = [kept[i] for i in limit_indices(np.arange(len(kept)), self.limit, 0)]
         self.dataset.targets = [label for _, label in self.dataset.samples]

@@ -27,7 +27,7 @@ import platform  # noqa: E402
 import selectors  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
+from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -256,15 +256,16 @@ class Worker:
             self.proc.wait()
 
     def result(self, batch: int) -> LatencyResult:
+        coreml = self.target.artifact.suffix in COREML_SUFFIXES
         row = LatencyResult(label=self.target.label, artifact=str(self.target.artifact), device=self.target.device,
-                      compute_units=self.target.compute_units if self.target.artifact.suffix in COREML_SUFFIXES else None,
-                      batch=batch, status="ok" if not self.error else "error", error=self.error,
-                      user_error=self.user_error, peak_rss_mb=self.peak_rss_mb,
-                      times_ms=[round(t, 4) for t in self.times_ms],
-                      **{k: self.info.get(k) for k in ("format", "precision", "engine", "static_batch", "load_seconds",
-                                                      "threads", "rss_before_load_mb")})
+                            compute_units=self.target.compute_units if coreml else None, batch=batch,
+                            status="ok" if not self.error else "error", error=self.error,
+                            user_error=self.user_error, peak_rss_mb=self.peak_rss_mb,
+                            times_ms=[round(t, 4) for t in self.times_ms],
+                            **{k: self.info.get(k) for k in ("format", "precision", "engine", "static_batch",
+                                                            "load_seconds", "threads", "rss_before_load_mb")})
         if not self.error and self.times_ms:
-            vars(row).update(latency_stats(self.times_ms, batch))
+            row = replace(row, **latency_stats(self.times_ms, batch))
         if not self.error and self.info.get("static_batch") not in (None, batch):
             row.note = (f"static batch {self.info['static_batch']}: a batch of {batch} runs as "
                         f"{math.ceil(batch / self.info['static_batch'])} calls")
@@ -290,8 +291,8 @@ def measure(targets: list[Target], runs: int = 100, warmup: int = 10, rounds: in
     for i, target in enumerate(targets):
         if needs_macos(target.artifact):
             rows[i] = LatencyResult(target.label, str(target.artifact), "needs macOS", batch,
-                              compute_units=target.compute_units,
-                              note="Core ML latency is measured with Core ML predict on macOS only")
+                                    compute_units=target.compute_units,
+                                    note="Core ML latency is measured with Core ML predict on macOS only")
     try:
         for i, target in enumerate(tqdm(targets, desc="latency: load + warm-up", unit="artifact",
                                       disable=None if progress else True)):
@@ -299,7 +300,7 @@ def measure(targets: list[Target], runs: int = 100, warmup: int = 10, rounds: in
                 continue
             if not target.artifact.exists():
                 rows[i] = LatencyResult(target.label, str(target.artifact), "error", batch,
-                                  error=f"{target.artifact} not found")
+                                        error=f"{target.artifact} not found")
                 continue
             worker = Worker(target, threads, batch, warmup, omp_wait_policy)
             worker.wait_loaded()  # one at a time: loading never overlaps another worker's work

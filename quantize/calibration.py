@@ -62,16 +62,18 @@ def is_unlabelled(path: Path) -> bool:
     return path.suffix == ".npy" or (path.is_dir() and not any(p.is_dir() for p in path.iterdir()))
 
 
-def calibration_count(source: str, meta: dict, requested: int | None) -> int:
+def calibration_count(source: str, meta: dict, requested: int | None, available: int | None = None) -> int:
     """Images calibration takes: ``requested``, or by default :func:`default_calibration_size`, but
-    at most half of a small training split, folder or array, so the rest can verify the artifact."""
+    at most half of a small training split, folder or array, so the rest can verify the artifact
+    (``available``: that split's size when the caller has it, instead of reading the source again)."""
     if requested is not None:
         if requested < 1:
             raise DataError(f"--calib-size must be >= 1, got {requested}")
         return requested
     wanted = default_calibration_size(meta["input_size"])
     path = Path(source)
-    available = _pool_size(path) if is_unlabelled(path) else len(build_dataset(source, "train", meta["preprocess"]))
+    if available is None:
+        available = _pool_size(path) if is_unlabelled(path) else len(build_dataset(source, "train", meta["preprocess"]))
     return wanted if available >= 2 * wanted else max(1, available // 2)
 
 

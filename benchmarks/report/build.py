@@ -140,18 +140,16 @@ def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, da
 
     from common.machine import physical_cores
     directory.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(jobs), desc="artifacts: build or reuse", unit="artifact", file=sys.stderr)
     todo = []
     for job in jobs:
         if data is None and (job.precision == "int8" or job.compress):
             job.error = f"{job.compress or 'int8'} is calibrated and judged on real images: pass --data FOLDER"
+            _report_built(bar, job)
         else:
             todo.append(job)
     logs = [log_path.with_name(f".{log_path.name}.{i}") for i in range(len(todo))]
     args = (weights, batch, directory, None if weights.random else data, rebuild)
-    bar = tqdm(total=len(jobs), desc="artifacts: build or reuse", unit="artifact", file=sys.stderr)
-    for job in jobs:
-        if job not in todo:
-            _report_built(bar, job)
     try:
         if workers <= 1 or len(todo) <= 1:
             for job, log in zip(todo, logs):
