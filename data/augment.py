@@ -9,16 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageOps
 
 from .preprocess import crop_at, normalize, resize_shorter, to_pil
 
 SCALE_JITTER = 1.25  # natural images: shorter side drawn from [crop, SCALE_JITTER * resize]
+AUGMENTS = ("crop-flip", "trivial")  # --augment: crop-flip alone, or crop-flip then one trivial_augment op
+TRIVIAL_DRAWS = 3  # uniforms per image that trivial_augment takes: operation, strength, sign
 
 
-def epoch_uniforms(seed: int, epoch: int, n: int, k: int) -> np.ndarray:
-    """``(n, k)`` uniforms in [0, 1) for epoch ``epoch``; row ``i`` drives item ``i``."""
-    return np.random.default_rng([seed, epoch]).random((n, k))
+def epoch_uniforms(seed: int, epoch: int, n: int, k: int, stream: int = 0) -> np.ndarray:
+    """``(n, k)`` uniforms in [0, 1) for epoch ``epoch``; row ``i`` drives item ``i``. Each ``stream``
+    is independent (stream 0: crops and flips; adding a stream leaves the others' draws as they were)."""
+    return np.random.default_rng([seed, epoch] + ([stream] if stream else [])).random((n, k))
 
 
 def pad_crop_flip(pixels: np.ndarray, pad: int, u: np.ndarray) -> np.ndarray:
@@ -50,3 +53,40 @@ def scale_crop_flip(image: Image.Image | np.ndarray, spec: dict[str, Any], u: np
     if u[3] < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return normalize(np.asarray(image), spec)
+
+
+def _affine(image: Image.Image, m: float, shear_x: float = 0, shear_y: float = 0, dx: float = 0, dy: float = 0):
+    """Shear by ``m * shear`` or translate by ``m * d`` pixels, filling with black."""
+    data = (1, m * shear_x, m * dx, m * shear_y, 1, m * dy)
+    return image.transform(image.size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST, fillcolor=0)
+
+
+# one photometric or geometric change per image, ``m`` in [-1, 1] (sign drawn for symmetric ones);
+# ranges as TrivialAugment-Wide (Mueller & Hutter 2021) with translation capped at half the side
+TRIVIAL_OPS = (
+    lambda im, m: im,
+    lambda im, m: _affine(im, m, shear_x=0.99),
+    lambda im, m: _affine(im, m, shear_y=0.99),
+    lambda im, m: _affine(im, m, dx=im.size[0] / 2),
+    lambda im, m: _affine(im, m, dy=im.size[1] / 2),
+    lambda im, m: im.rotate(135 * m, Image.Resampling.NEAREST, fillcolor=0),
+    lambda im, m: ImageEnhance.Brightness(im).enhance(1 + 0.99 * m),
+    lambda im, m: ImageEnhance.Color(im).enhance(1 + 0.99 * m),
+    lambda im, m: ImageEnhance.Contrast(im).enhance(1 + 0.99 * m),
+    lambda im, m: ImageEnhance.Sharpness(im).enhance(1 + 0.99 * m),
+    lambda im, m: ImageOps.posterize(im, 8 - int(abs(m) * 6)),
+    lambda im, m: ImageOps.solarize(im, 255 - int(abs(m) * 255)),
+    lambda im, m: ImageOps.autocontrast(im),
+    lambda im, m: ImageOps.equalize(im),
+)
+
+
+def trivial_augment(pixels: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One randomly chosen operation at a random strength (TrivialAugment) on one uint8 image.
+
+    ``pixels``: ``(H, W)`` or ``(H, W, 3)``; ``u``: ``TRIVIAL_DRAWS`` uniforms (operation, strength,
+    sign). Returns uint8 pixels of the same shape.
+    """
+    op = TRIVIAL_OPS[min(int(u[0] * len(TRIVIAL_OPS)), len(TRIVIAL_OPS) - 1)]
+    strength = u[1] if u[2] < 0.5 else -u[1]
+    return np.asarray(op(Image.fromarray(np.ascontiguousarray(pixels)), strength))

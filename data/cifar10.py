@@ -106,8 +106,9 @@ class Cifar10(InMemorySplit):
 
     def __init__(self, root: str | Path | None = None, split: str = "train",
                  spec: dict[str, Any] | None = None, train: bool = False, seed: int = 0,
-                 limit: int | None = None, val_fraction: float = 0.1, split_seed: int = 0) -> None:
+                 limit: int | None = None, val_fraction: float = 0.1, split_seed: int = 0,
+                 augment: str = "crop-flip") -> None:
         check_split(split)
         images, labels = load_cifar10(root, "test" if split == "test" else "train")
         super().__init__(images, labels, CLASSES, split, spec if spec is not None else cifar10_preprocess(),
-                         train, seed, limit, PAD, val_fraction, split_seed)
+                         train, seed, limit, PAD, val_fraction, split_seed, augment)

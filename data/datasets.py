@@ -26,17 +26,23 @@ def dataset_name(source: str | Path) -> str | None:
 
 def build_dataset(source: str | Path, split: str, spec: dict[str, Any] | None = None,
                   train: bool = False, seed: int = 0,
-                  limit: int | None = None) -> Cifar10 | FashionMNIST | ImageFolder:
+                  limit: int | None = None, val_fraction: float = 0.1,
+                  augment: str = "crop-flip") -> Cifar10 | FashionMNIST | ImageFolder:
     """Dataset for ``source``: "cifar10[:PATH]", "fashion-mnist[:DIR]", or an image-folder path.
 
     ``spec`` None means the dataset's default (CIFAR-10 at 32 px, Fashion-MNIST at 28 px,
-    ImageNet at 224 px).
+    ImageNet at 224 px). ``val_fraction`` and ``augment`` (see ``InMemorySplit``) apply to the
+    named data sets; a folder keeps its own split and augmentation (DataError otherwise).
     """
     text = str(source)
     name = dataset_name(text)
     if name is not None:
         root = text[len(name) + 1:] or None
-        return NAMED[name](root, split, spec, train=train, seed=seed, limit=limit)
+        return NAMED[name](root, split, spec, train=train, seed=seed, limit=limit, val_fraction=val_fraction,
+                           augment=augment)
+    if (val_fraction, augment) != (0.1, "crop-flip"):
+        raise DataError(f"val_fraction and augment apply to {', '.join(NAMED)}; {text} keeps its own split and "
+                        "augmentation: leave them at their defaults")
     if not Path(text).is_dir():
         raise DataError(f"data source {text!r} is not a folder: pass {SOURCES_HINT}")
     return ImageFolder(text, split, spec, train=train, seed=seed, limit=limit)

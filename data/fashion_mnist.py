@@ -60,11 +60,12 @@ class FashionMNIST(InMemorySplit):
 
     def __init__(self, root: str | Path | None = None, split: str = "train",
                  spec: dict[str, Any] | None = None, train: bool = False, seed: int = 0,
-                 limit: int | None = None, val_fraction: float = 0.1, split_seed: int = 0) -> None:
+                 limit: int | None = None, val_fraction: float = 0.1, split_seed: int = 0,
+                 augment: str = "crop-flip") -> None:
         check_split(split)
         images, labels = load_fashion_mnist(root, "test" if split == "test" else "train")
         super().__init__(images, labels, CLASSES, split, spec if spec is not None else fashion_mnist_preprocess(),
-                         train, seed, limit, PAD, val_fraction, split_seed)
+                         train, seed, limit, PAD, val_fraction, split_seed, augment)
 
     def as_tensor(self, spec: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole split as ``(float32 (N, 3, S, S), int64 (N,))`` in a few seconds for 60k images.

@@ -16,7 +16,7 @@ from PIL import Image
 from data import (DataError, FASHION_MNIST_CLASSES, FashionMNIST, ImageFolder, build_dataset,
                   fashion_mnist_preprocess, imagenet_preprocess, load_image, preprocess_batch,
                   preprocess_image, validate_preprocess)
-from data.augment import pad_crop_flip, scale_crop_flip
+from data.augment import TRIVIAL_OPS, epoch_uniforms, pad_crop_flip, scale_crop_flip, trivial_augment
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SMALL_SPEC = imagenet_preprocess(16)  # resize 18, crop 16, bicubic
@@ -432,6 +432,46 @@ def test_cifar10_augmentation_is_seeded_and_keeps_colour(tmp_path: Path) -> None
     assert not torch.equal(first[3][0], again[3][0])  # another epoch, other crops
     crops = first.pixels(slice(None))
     assert crops.shape == first.images.shape  # random crop with padding keeps 32x32x3
+
+
+def test_cifar10_trivial_augment_keeps_crops_and_is_seeded(tmp_path: Path) -> None:
+    folder = make_cifar(tmp_path, per_class=10)
+    def pixels(augment: str, seed: int = 1, epoch: int = 2) -> np.ndarray:
+        ds = build_dataset(f"cifar10:{folder}", "train", None, train=True, seed=seed, augment=augment)
+        ds.set_epoch(epoch)
+        return ds.pixels(slice(None))
+    crops, trivial = pixels("crop-flip"), pixels("trivial")
+    assert trivial.shape == crops.shape and trivial.dtype == np.uint8
+    np.testing.assert_array_equal(trivial, pixels("trivial"))  # seeded: the same draws every time
+    changed = (trivial != crops).any(axis=(1, 2, 3))
+    assert 0.5 < changed.mean() < 1.0  # most images changed; identity and no-op draws leave some as they were
+    assert not np.array_equal(trivial, pixels("trivial", epoch=3))
+    # the crop-flip draws are those of a run without trivial_augment (stream 0 untouched)
+    ds = build_dataset(f"cifar10:{folder}", "train", None, train=True, seed=1)
+    ds.set_epoch(2)
+    np.testing.assert_array_equal(crops, pad_crop_flip(ds.images, 4, epoch_uniforms(1, 2, len(ds.images), 3)))
+
+
+@pytest.mark.parametrize("op", range(len(TRIVIAL_OPS)))
+def test_every_trivial_op_keeps_shape_on_colour_and_grey(op: int) -> None:
+    rng = np.random.default_rng(op)
+    for shape in [(32, 32, 3), (28, 28)]:
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        for u in ([op / len(TRIVIAL_OPS) + 1e-6, 0.7, 0.2], [op / len(TRIVIAL_OPS) + 1e-6, 1.0, 0.9]):
+            out = trivial_augment(pixels, np.array(u))
+            assert out.shape == shape and out.dtype == np.uint8
+
+
+def test_val_fraction_zero_trains_on_every_image(tmp_path: Path) -> None:
+    archive = f"cifar10:{make_cifar(tmp_path, per_class=10)}"
+    assert len(build_dataset(archive, "train", None, val_fraction=0)) == 100
+    assert len(build_dataset(archive, "val", None, val_fraction=0)) == 0
+    assert len(build_dataset(archive, "val", None, val_fraction=0.2)) == 20
+    for bad in ({"val_fraction": 1.0}, {"val_fraction": -0.1}, {"augment": "autoaugment"}):
+        with pytest.raises(DataError, match=next(iter(bad))):
+            build_dataset(archive, "train", None, **bad)
+    with pytest.raises(DataError, match="keeps its own split"):
+        build_dataset(str(tmp_path), "train", None, augment="trivial")
 
 
 @pytest.mark.parametrize("case, message", [

@@ -149,7 +149,8 @@ def test_cutmix_pastes_one_box_of_a_partner_and_mixes_the_loss_by_area():
     assert 0.35 < mixed_share < 0.65
 
 
-@pytest.mark.parametrize("case", ["empty folder", "missing idx", "bad path", "unwritable output", "cutmix 1.5"])
+@pytest.mark.parametrize("case", ["empty folder", "missing idx", "bad path", "unwritable output", "cutmix 1.5",
+                                  "val-fraction 1", "folder with trivial"])
 def test_user_mistakes_exit_2_with_one_line(case, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "a_file").write_text("x")
@@ -157,7 +158,9 @@ def test_user_mistakes_exit_2_with_one_line(case, tmp_path):
             "missing idx": ["--data", f"fashion-mnist:{tmp_path / 'empty'}"],
             "bad path": ["--data", str(tmp_path / "nope")],
             "unwritable output": ["--output", str(tmp_path / "a_file" / "run")],
-            "cutmix 1.5": ["--cutmix", "1.5"]}[case]
+            "cutmix 1.5": ["--cutmix", "1.5"],
+            "val-fraction 1": ["--val-fraction", "1"],
+            "folder with trivial": ["--data", str(tmp_path), "--augment", "trivial"]}[case]
     proc = subprocess.run([sys.executable, str(ROOT / "train" / "train.py"), *args, "--epochs", "1"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)  # cwd: not the repo root
     assert proc.returncode == 2, proc.stderr

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset  # noqa: E402
 
 from common.outputs import check_output, create_parents  # noqa: E402
-from data import (DataError, build_dataset, cifar10_preprocess, dataset_name, fashion_mnist_preprocess,  # noqa: E402
+from data import (AUGMENTS, DataError, build_dataset, cifar10_preprocess, dataset_name, fashion_mnist_preprocess,  # noqa: E402
                   imagenet_preprocess)
 from model import create_model, list_models, make_meta, read_checkpoint  # noqa: E402
 from train import cli, distributed  # noqa: E402
@@ -45,7 +45,7 @@ from train.state import (read_training_state, rng_state, save_training_checkpoin
 # (same global batch; train/RESULTS.md).
 DEFAULTS = {"model": "shunted_nano", "data": "fashion-mnist", "input_size": None, "epochs": 14,
             "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 1.0,
-            "label_smoothing": 0.1, "cutmix": 0.0, "drop_path": 0.0, "clip_grad": 1.0, "seed": 0, "workers": None,
+            "label_smoothing": 0.1, "cutmix": 0.0, "augment": "crop-flip", "val_fraction": 0.1, "drop_path": 0.0, "clip_grad": 1.0, "seed": 0, "workers": None,
             "output": "runs/train", "final": None, "weights_dtype": "float32", "steps": None, "amp": "auto",
             "compile": False}
 NAMED_SPECS = {"fashion-mnist": fashion_mnist_preprocess, "cifar10": cifar10_preprocess}  # default size 32
@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--label-smoothing", type=float, help=f"(default {DEFAULTS['label_smoothing']})")
     p.add_argument("--cutmix", type=float, help="share of batches mixed by CutMix, in [0, 1) "
                                                 f"(default {DEFAULTS['cutmix']})")
+    p.add_argument("--augment", choices=AUGMENTS, help="cifar10 and fashion-mnist: crop-flip, or crop-flip then one "
+                                                      f"TrivialAugment operation per image (default {DEFAULTS['augment']})")
+    p.add_argument("--val-fraction", type=float, help="cifar10 and fashion-mnist: share of the training images held out "
+                                                      f"for validation, 0 = train on all (default {DEFAULTS['val_fraction']})")
     p.add_argument("--drop-path", type=float, help=f"stochastic depth rate (default {DEFAULTS['drop_path']})")
     p.add_argument("--clip-grad", type=float, help=f"max gradient norm, 0 = off (default {DEFAULTS['clip_grad']})")
     p.add_argument("--seed", type=int, help=f"(default {DEFAULTS['seed']})")
@@ -93,6 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 RANGES = {"epochs": (0, None, False), "batch_size": (0, None, False), "steps": (0, None, False),
           "input_size": (0, None, False), "lr": (0, None, False), "weight_decay": (0, None, True),
           "warmup_epochs": (0, None, True), "label_smoothing": (0, 1, True), "cutmix": (0, 1, True), "drop_path": (0, 1, True),
+          "val_fraction": (0, 1, True),
           "clip_grad": (0, None, True), "workers": (0, None, True)}
 
 
@@ -162,12 +167,13 @@ class Data(NamedTuple):
 def load_data(config: dict, spec: dict, ctx: distributed.Context) -> Data:
     workers = config["workers"] if config["workers"] is not None else (4 if ctx.device.type == "cuda" else 0)
     pin = ctx.device.type == "cuda"
-    train_set = build_dataset(config["data"], "train", spec, train=True, seed=config["seed"])
+    split = {"val_fraction": config["val_fraction"], "augment": config["augment"]}
+    train_set = build_dataset(config["data"], "train", spec, train=True, seed=config["seed"], **split)
     if len(train_set) == 0:
         raise DataError(f"no training images in {config['data']}: add images to its class folders")
     sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config["seed"])
     train_loader = DataLoader(train_set, config["batch_size"], sampler=sampler, num_workers=workers, pin_memory=pin)
-    val_set = build_dataset(config["data"], "val", spec)
+    val_set = build_dataset(config["data"], "val", spec, **split)
     shard = Subset(val_set, range(ctx.rank, len(val_set), ctx.world_size))
     val_loader = DataLoader(shard, 2 * config["batch_size"], num_workers=workers, pin_memory=pin) if len(val_set) else None
     return Data(train_set, sampler, train_loader, val_loader)
