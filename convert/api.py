@@ -4,7 +4,7 @@
     from convert.to_onnx import OnnxOptions
     manifest = convert(model, "onnx", precision="int8", calib="my_photos/")   # a model object of ours
     manifest = convert("final.pt", "executorch", precision="int8")              # or a checkpoint path
-    manifest.path, manifest.verification["status"]
+    manifest.path, manifest.verified, manifest.verification["top1_agreement"], manifest.labels
 """
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def convert(model: Any, format: str, request: ConvertRequest | None = None, **op
             ``options=OnnxOptions(...)``, ``output=...``, ``force=True``, ...
 
     Returns:
-        The artifact's :class:`Manifest` (``path``, ``verification``, ...).
+        The artifact's :class:`Manifest`: ``path``, ``format``, ``precision``, ``labels``,
+        ``input_size``, ``size_bytes``, ``verified``, ``verification`` (the figures), ...
 
     Raises:
         RequestError / RequestTypeError (``ValueError`` / ``TypeError``, naming the argument),

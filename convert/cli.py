@@ -87,16 +87,15 @@ def describe(manifest: Manifest) -> str:
         check = (f"contract {v['contract']} holds on {v['data']} images ({v['engine']}): max|diff| "
                  f"{v['max_abs_diff']:.2e}, over {v['samples']} inputs")
     search = manifest.get("int8_search")
-    if manifest["precision"] == "int8":
-        q = manifest.get("quantization", {})
+    if manifest.precision == "int8":
+        q = manifest.quantization or {}
         units = (f"{len(search['float_units'])} units kept float after {len(search['steps'])} candidates: "
                  f"{', '.join(search['float_units'])}" if search else "every unit int8")
         check += (f"\n  int8: {units} (calibration: {q.get('calib_method')}, {q.get('calibration_images')} images of "
                   f"{q.get('calibration_source')})")
-    size_mb = manifest["size_bytes"] / 1e6
-    return (f"wrote {manifest['path']} ({size_mb:.2f} MB; export {manifest['export_seconds']:.1f} s, "
+    return (f"wrote {manifest.path} ({manifest.size_bytes / 1e6:.2f} MB; export {manifest['export_seconds']:.1f} s, "
             f"with verification {manifest['seconds']:.1f} s)\n  {check}\n"
-            f"  manifest {manifest['manifest_path']}")
+            f"  manifest {manifest.manifest_path}")
 
 
 def in_flags(err: RequestError) -> str:

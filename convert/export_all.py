@@ -12,7 +12,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from convert.api import ConvertRequest, VerificationFailed, convert, converter
+from convert.api import ConvertRequest, Manifest, VerificationFailed, convert, converter
 from convert.pipeline import prepare
 from common.cli import Parser, run_cli
 from common.defaults import ARTIFACTS_DIR
@@ -38,13 +38,13 @@ def parse_request(argv: list[str] | None) -> ConvertRequest:
                           output_dir=args.output_dir, force=args.force)
 
 
-def row(fmt: str, manifest: dict | None, error: str | None) -> list[str]:
+def row(fmt: str, manifest: Manifest | None, error: str | None) -> list[str]:
     if manifest is None:
         return [fmt, "-", "FAILED", "-", "-", "-", error or ""]
-    v = manifest["verification"]
-    figures = (f"{v['max_abs_diff']:.1e}", f"{v['top1_agreement']:.0%}") if v["status"] == "passed" else ("-", "-")
-    return [fmt, manifest["precision"], v["status"], f"{manifest['size_bytes'] / 1e6:.2f}",
-            *figures, f"{manifest['seconds']:.0f} s  {manifest['path']}"]
+    v = manifest.verification
+    figures = (f"{v['max_abs_diff']:.1e}", f"{v['top1_agreement']:.0%}") if manifest.verified else ("-", "-")
+    return [fmt, manifest.precision, v["status"], f"{manifest.size_bytes / 1e6:.2f}",
+            *figures, f"{manifest['seconds']:.0f} s  {manifest.path}"]
 
 
 def export_all(request: ConvertRequest) -> int:

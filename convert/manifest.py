@@ -60,15 +60,61 @@ def check_artifact_output(output: Path, force: bool) -> None:
 
 
 class Manifest(dict):
-    """An artifact's manifest (the JSON of ``<artifact>.json``) plus where the two were written."""
+    """An artifact's manifest (the JSON of ``<artifact>.json``) plus where the two were written.
+
+    Still the dict that is written as JSON; the fields callers need are attributes.
+    """
 
     @property
     def path(self) -> Path:
+        """The published artifact."""
         return Path(self["path"])
 
     @property
+    def manifest_path(self) -> Path:
+        """The JSON file beside it."""
+        return Path(self["manifest_path"])
+
+    @property
+    def format(self) -> str:
+        """"onnx", "executorch", "coreml" or "coreai"."""
+        return self["format"]
+
+    @property
+    def precision(self) -> str:
+        return self["precision"]
+
+    @property
+    def meta(self) -> dict:
+        """The model's metadata: variant, labels, input size, preprocessing, dataset, abstention rule."""
+        return self["model"]
+
+    @property
+    def labels(self) -> list[str]:
+        return self["model"]["labels"]
+
+    @property
+    def input_size(self) -> int:
+        return self["model"]["input_size"]
+
+    @property
+    def size_bytes(self) -> int:
+        return self["size_bytes"]
+
+    @property
     def verification(self) -> dict:
+        """The contract's verdict (``status``: "passed", "failed" or "not run") and its figures."""
         return self["verification"]
+
+    @property
+    def verified(self) -> bool:
+        """True when the artifact was run and held the contract."""
+        return self["verification"].get("status") == "passed"
+
+    @property
+    def quantization(self) -> dict | None:
+        """Calibration method, source and image count of an int8 artifact (None otherwise)."""
+        return self.get("quantization")
 
 
 def finalize(tmp: Path, final: Path, manifest: dict, force: bool = False) -> Manifest:

@@ -58,7 +58,7 @@ def main(work: Path) -> dict:
         runner = load_artifact(manifest.path)
         agreement[fmt] = float((runner.run(x).argmax(1) == reference).mean())
         kept = (manifest.get("int8_search") or {}).get("float_units", [])
-        print(f"{fmt}: {manifest.path}, contract {manifest.verification['status']}"
+        print(f"{fmt}: {manifest.path}, contract {'held' if manifest.verified else 'not held'}"
               f"{f' with {len(kept)} units float' if kept else ''}, agreement with PyTorch on {len(x)} test photos "
               f"{agreement[fmt]:.1%}")
     # 4. latency, each artifact in its own process, interleaved (Core ML runs on macOS only)

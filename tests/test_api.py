@@ -27,9 +27,11 @@ def tuned():
 def test_a_model_object_converts_and_is_left_as_it_was(tuned, tmp_path):
     before = {k: v.clone() for k, v in tuned.state_dict().items()}
     manifest = convert(tuned, "onnx", output_dir=tmp_path, options=OnnxOptions())
-    assert str(manifest.path).endswith("shunted_nano_model_32_fp32.onnx") and manifest.verification["status"] == "passed"
-    sidecar = json.loads(open(f"{manifest.path}.json").read())
-    assert sidecar["model"]["labels"] == ["red", "green", "blue"] and len(sidecar["model"]["weights_sha256"]) == 64
+    assert str(manifest.path).endswith("shunted_nano_model_32_fp32.onnx") and manifest.verified
+    assert (manifest.format, manifest.precision, manifest.input_size, manifest.quantization) == ("onnx", "fp32", SIZE, None)
+    assert manifest.labels == ["red", "green", "blue"] and manifest.size_bytes == manifest.path.stat().st_size
+    sidecar = json.loads(manifest.manifest_path.read_text())
+    assert sidecar["model"] == manifest.meta and len(sidecar["model"]["weights_sha256"]) == 64
     assert tuned.training and all(torch.equal(before[k], v) for k, v in tuned.state_dict().items())
     x = np.random.default_rng(0).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
     with torch.no_grad():
