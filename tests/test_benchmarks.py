@@ -252,6 +252,8 @@ def test_report_end_to_end_with_an_error_row(checkpoint, tmp_path):
     # each row's peak memory is its own process's: ONNX Runtime never imports torch
     assert 0 < onnx_row["peak_rss_mb"] < torch_row["peak_rss_mb"]
     assert data["pareto"] and "fp64" in md and data["build_workers"] == min(2, machine.physical_cores())
+    # the reference first, then each worker judges the artifact it has just built
+    assert list(data["phases"]) == ["reference_s", "artifacts_and_accuracy_s", "latency_s"]
     log = (run_dir / "conversions.log").read_text()  # the workers' logs, in the order of the specs
     assert 0 <= log.index("=== onnx:fp32") < log.index("error: RequestError: precision fp64")
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []

@@ -10,6 +10,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from common.defaults import SHIPPED_CHECKPOINT, SHIPPED_VARIANT
 from common.errors import UserError
@@ -36,6 +37,7 @@ class Job:
     built: str = ""  # "built" or "reused"
     build_seconds: float | None = None
     error: str | None = None
+    accuracy: dict | None = None  # set by the report's judge right after the build
 
     @property
     def label(self) -> str:
@@ -130,9 +132,11 @@ def build(job: Job, weights: Weights, batch: int, directory: Path, verify_data: 
 
 
 def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, data: str | None, rebuild: bool,
-              log_path: Path, workers: int = 1) -> None:
+              log_path: Path, workers: int = 1, judge: Callable[[Job, int | None], None] | None = None) -> None:
     """:func:`build` every job, ``workers`` at a time, each in its own process when ``workers`` > 1
-    (their CPU threads shared out), one progress line each; converter output goes to ``log_path``."""
+    (their CPU threads shared out), one progress line each; converter output goes to ``log_path``.
+    ``judge(job, threads)``, when given, runs on each built artifact in the process that built it, so
+    one artifact is measured while the next converts."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
@@ -154,11 +158,12 @@ def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, da
         if workers <= 1 or len(todo) <= 1:
             for job, log in zip(todo, logs):
                 bar.set_postfix_str(job.spec)
-                _report_built(bar, build_logged(job, *args, log, data))
+                _report_built(bar, build_logged(job, *args, log, data, judge=judge))
         else:
             threads = max(1, physical_cores() // workers)
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(build_logged, job, *args, log, data, threads): job
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=get_context("spawn"),
+                                     initializer=_set_worker_judge, initargs=(judge,)) as pool:
+                futures = {pool.submit(build_logged, job, *args, log, data, threads, _WORKER_JUDGE): job
                            for job, log in zip(todo, logs)}
                 for future in as_completed(futures):
                     job = futures[future]
@@ -173,14 +178,28 @@ def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, da
                     log.unlink()
 
 
+_WORKER_JUDGE = "worker's judge"  # stands for the judge a worker process received once, at its start
+_worker_judge: Callable[[Job, int | None], None] | None = None
+
+
+def _set_worker_judge(judge: Callable[[Job, int | None], None] | None) -> None:
+    global _worker_judge
+    _worker_judge = judge
+
+
 def build_logged(job: Job, weights: Weights, batch: int, directory: Path, verify_data: str | None, rebuild: bool,
-                 log_path: Path, calib: str | None, threads: int | None = None) -> Job:
-    """:func:`build` with the converter's output in ``log_path`` (and ``threads`` CPU threads); returns ``job``."""
+                 log_path: Path, calib: str | None, threads: int | None = None,
+                 judge: Callable[[Job, int | None], None] | str | None = None) -> Job:
+    """:func:`build` with the converter's output in ``log_path`` (and ``threads`` CPU threads), then
+    ``judge`` on the built artifact; returns ``job``."""
     if threads:
         import torch
         torch.set_num_threads(threads)
+    judge = _worker_judge if judge == _WORKER_JUDGE else judge
     with open(log_path, "w") as log:
         build(job, weights, batch, directory, verify_data, rebuild, log, calib=calib)
+    if judge is not None and not job.error:
+        judge(job, threads)
     return job
 
 

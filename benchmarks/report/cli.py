@@ -105,7 +105,7 @@ def run_report(args: argparse.Namespace, command: str | None = None) -> None:
     from benchmarks import latency
     from benchmarks.apple_crosscheck import report_cross_check
     from benchmarks.report.build import build_all, parse_spec, resolve_weights
-    from benchmarks.report.measure import AccuracyPhase, latency_targets, make_rows, measure_accuracy
+    from benchmarks.report.measure import AccuracyPhase, latency_targets, make_rows, prepare_accuracy
     from benchmarks.report.render import document, markdown_table, plot_or_note, write
     from convert.manifest import versions
     from common.quiet import quiet_third_party
@@ -126,17 +126,21 @@ def run_report(args: argparse.Namespace, command: str | None = None) -> None:
     threads = args.threads or physical_cores()
     phases = {}
 
-    t0 = time.perf_counter()
-    build_all(jobs, weights, args.batch, args.artifacts_dir, args.data, args.rebuild, run_dir / "conversions.log",
-              args.build_workers)
-    built = [job for job in jobs if not job.error]
-    phases["artifacts_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()  # the reference first: each build worker then judges the artifact it built
+    judged = not weights.random and bool(args.data)
+    accuracy = prepare_accuracy(weights, args.data, args.split, args.limit, cpu_only=args.no_cuda) if judged \
+        else AccuracyPhase()
+    if accuracy.judge is not None:
+        accuracy.judge.coreml_limit, accuracy.judge.threads = args.coreml_limit or None, threads
+    phases["reference_s"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()
-    accuracy = AccuracyPhase() if weights.random or not args.data else measure_accuracy(
-        weights, built, args.data, args.split, args.limit, threads, args.coreml_limit or None, cpu_only=args.no_cuda)
-    cross_check = None if weights.random or not args.data else report_cross_check(built, args.data, args.split, args.coreml_limit or None)
-    phases["accuracy_s"] = round(time.perf_counter() - t0, 1)
+    build_all(jobs, weights, args.batch, args.artifacts_dir, args.data, args.rebuild, run_dir / "conversions.log",
+              args.build_workers, judge=accuracy.judge)
+    built = [job for job in jobs if not job.error]
+    accuracy.collect(built)
+    cross_check = report_cross_check(built, args.data, args.split, args.coreml_limit or None) if judged else None
+    phases["artifacts_and_accuracy_s"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()  # interleaved, one process per row
     targets = latency_targets(weights, built, cuda=not args.no_cuda and cuda_available())

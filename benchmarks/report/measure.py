@@ -18,6 +18,11 @@ class AccuracyPhase:
     reference: dict = field(default_factory=dict)
     artifacts: dict[str, dict] = field(default_factory=dict)
     data: str | None = None  # the evaluation set, described
+    judge: "ArtifactJudge | None" = None  # None: no reference, so no artifact is judged
+
+    def collect(self, jobs: list[Job]) -> None:
+        """Gather the judged jobs' results, keyed by spec."""
+        self.artifacts.update({job.spec: job.accuracy for job in jobs if job.accuracy is not None})
 
 
 @dataclass
@@ -62,9 +67,9 @@ class Row:
     pareto: bool = False
 
 
-def measure_accuracy(weights: Weights, jobs: list[Job], data: str, split: str, limit: int | None, threads: int,
-                     coreml_limit: int | None, cpu_only: bool) -> AccuracyPhase:
-    """Reference and per-artifact accuracy on the same images; failures are results, not exceptions."""
+def prepare_accuracy(weights: Weights, data: str, split: str, limit: int | None, cpu_only: bool) -> AccuracyPhase:
+    """The evaluation set and the fp32 PyTorch reference on it, before any artifact is judged; a failure
+    is the phase's reference error, not an exception."""
     from benchmarks import accuracy as acc
     from benchmarks.eval_set import EvalSet
     result = AccuracyPhase()
@@ -76,13 +81,29 @@ def measure_accuracy(weights: Weights, jobs: list[Job], data: str, split: str, l
         result.reference = {"status": "error", "error": f"{type(err).__name__}: {err}"[:600]}
         return result
     result.reference = {**reference.metrics, "status": "ok", "engine": f"pytorch ({reference.device})"}
-    for job in jobs:
-        try:
-            result.artifacts[job.spec] = acc.measure_accuracy(job.path, eval_set, reference, batch_size=64,
-                                                              threads=threads, coreml_limit=coreml_limit).to_dict()
-        except Exception as err:  # a runtime failing on this artifact is its row's error
-            result.artifacts[job.spec] = {"status": "error", "error": f"{type(err).__name__}: {err}"[:600]}
+    result.judge = ArtifactJudge(eval_set, reference)
     return result
+
+
+@dataclass
+class ArtifactJudge:
+    """One artifact's accuracy against the reference on the shared images; picklable, so a build worker
+    judges what it has just built while other conversions run."""
+
+    eval_set: object  # benchmarks.eval_set.EvalSet
+    reference: object  # benchmarks.accuracy.Reference
+    coreml_limit: int | None = None
+    threads: int | None = None
+
+    def __call__(self, job: Job, threads: int | None = None) -> None:
+        """Set ``job.accuracy``: the metrics, or ``status: error`` when the runtime fails on it."""
+        from benchmarks import accuracy as acc
+        try:
+            job.accuracy = acc.measure_accuracy(job.path, self.eval_set, self.reference, batch_size=64,
+                                                threads=threads or self.threads, coreml_limit=self.coreml_limit,
+                                                progress=False).to_dict()
+        except Exception as err:  # a runtime failing on this artifact is its row's error
+            job.accuracy = {"status": "error", "error": f"{type(err).__name__}: {err}"[:600]}
 
 
 def latency_targets(weights: Weights, jobs: list[Job], cuda: bool) -> list[tuple[Target, Job | None]]:

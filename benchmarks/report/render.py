@@ -97,7 +97,8 @@ def markdown(report: dict) -> str:
         f"# Accuracy vs latency: {report['model']} at {report['input_size']} px",
         "",
         f"- created {report['created']}, wall time {report['wall_seconds']:.0f} s "
-        f"(artifacts {report['phases'].get('artifacts_s', 0):.0f} s, accuracy {report['phases'].get('accuracy_s', 0):.0f} s, "
+        f"(reference {report['phases'].get('reference_s', 0):.0f} s, artifacts with their accuracy "
+        f"{report['phases'].get('artifacts_and_accuracy_s', 0):.0f} s, "
         f"latency {report['phases'].get('latency_s', 0):.0f} s)",
         f"- machine: {report['machine']}; {report['platform']}"
         + (f"; load average at start {load[0]:.2f}" if load else ""),
