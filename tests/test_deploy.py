@@ -4,7 +4,7 @@ import torch
 
 from model import create_model
 from model.deploy import BACKENDS, Recipe, deploy_form, float_in_int8, rewrite
-from model.deploy.attention import SingleTokenAttention, SingleTokenCoarseAttention
+from model.deploy.attention import FewReshapesAttention, SingleTokenAttention, SingleTokenCoarseAttention
 from model.deploy.folding import fold_affine
 from model.deploy.norms import MEANS, DeployLayerNorm2d, NormForm, SubtractChannelMean, channel_norm
 from model.shunted import LayerNorm2d
@@ -138,3 +138,17 @@ def test_single_token_values_stay_float_in_int8():
     names = float_in_int8(deploy_form(model, "xnnpack", 32))
     assert names == [f"stages.{i}.blocks.{j}.attn.coarse_value" for i, j in [(0, 0), (1, 0), (2, 0), (2, 1)]]
     assert float_in_int8(deploy_form(model, "xnnpack", 64)) == []
+
+
+def test_core_ml_form_splits_heads_with_fewer_reshapes():
+    """Batch 1: one reshape per attended tensor (4 per two-scale attention, 3 for one scale); other
+    batches keep the plain path. Same logits either way."""
+    from model.graph_stats import export, graph_stats
+    model, x, before = with_outputs(64)
+    deploy = deploy_form(model, "coreml", 64)
+    assert [type(b.attn) for s in deploy.stages for b in s.blocks] == [FewReshapesAttention] * 5
+    with torch.no_grad():
+        torch.testing.assert_close(deploy(x[:1]), before[:1], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(deploy(x), before, atol=1e-4, rtol=1e-4)
+    few, plain = (graph_stats(export(form, 64)) for form in (deploy, deploy_form(model, "portable", 64)))
+    assert plain["layout_ops"] - few["layout_ops"] == 4 * 4 + 1 and few["max_rank"] <= 4

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..shunted import ShuntedTransformer, check_input_size
-from .attention import collapse_single_tokens, float_in_int8, fold_attention_scales
+from .attention import collapse_single_tokens, few_reshapes, float_in_int8, fold_attention_scales
 from .centring import centre_stream
 from .folding import fold_batchnorms, fold_norm_affines
 from .norms import NormForm, swap_norms
@@ -28,6 +28,7 @@ class Recipe:
     fold_norms: bool = True  # the affine of norms feeding only linear layers moves into them
     norm_means: str = "mean"  # channel statistics as "mean", "conv" or fused "last_axis" (norms.MEANS)
     centred_stream: bool = False  # every norm reads a channel-centred input (centring.py)
+    few_reshapes: bool = False  # attention heads split with one reshape per tensor (batch 1; attention.py)
 
 
 RECIPES = {
@@ -35,8 +36,9 @@ RECIPES = {
     "onnx": Recipe(norm_means="last_axis"),
     # XNNPACK runs norms op by op: channel means as convs, none of them on a norm's input.
     "xnnpack": Recipe(norm_means="conv", centred_stream=True),
-    # Core ML fuses whole norms, so folding their affine into the next layers gains nothing.
-    "coreml": Recipe(fold_norms=False),
+    # Core ML fuses whole norms, so folding their affine into the next layers gains nothing; every
+    # reshape stays a layout op in its program.
+    "coreml": Recipe(fold_norms=False, few_reshapes=True),
     # ExecuTorch without XNNPACK or with its Core ML delegate, and other runtimes.
     "portable": Recipe(),
 }
@@ -55,7 +57,8 @@ def rewrite(model: ShuntedTransformer, recipe: Recipe, input_size: int) -> Shunt
     """A copy of ``model`` rewritten by ``recipe``, each step keeping its function: BatchNorms and
     attention scales folded, norm affines folded (if the recipe says so), attentions that see one
     K/V token at ``input_size`` collapsed (the copy then runs only at that size), the residual
-    stream centred (if the recipe says so), and last every norm swapped for its deploy form."""
+    stream centred (if the recipe says so), every norm swapped for its deploy form, and last the
+    attentions' head splits rewritten with fewer reshapes (if the recipe says so)."""
     check_input_size(input_size)
     deploy = copy.deepcopy(model).eval()
     fold_batchnorms(deploy)
@@ -65,4 +68,6 @@ def rewrite(model: ShuntedTransformer, recipe: Recipe, input_size: int) -> Shunt
     centred, stream_starts = centre_stream(deploy) if recipe.centred_stream else ([], [])
     swap_norms(deploy, lambda norm: NormForm(recipe.norm_means, affine=norm not in bare,
                                              centred_input=norm in centred, centre_output=norm in stream_starts))
+    if recipe.few_reshapes:
+        few_reshapes(deploy)
     return deploy.eval()
