@@ -141,8 +141,8 @@ def test_single_token_values_stay_float_in_int8():
 
 
 def test_core_ml_form_splits_heads_with_fewer_reshapes():
-    """Batch 1: one reshape per attended tensor (4 per two-scale attention, 3 for one scale); other
-    batches keep the plain path. Same logits either way."""
+    """One reshape per attended tensor (4 per two-scale attention, 3 for one scale), the same graph at
+    every batch size (int8 calibration exports it at another), the same logits."""
     from model.graph_stats import export, graph_stats
     model, x, before = with_outputs(64)
     deploy = deploy_form(model, "coreml", 64)

@@ -28,7 +28,7 @@ class Recipe:
     fold_norms: bool = True  # the affine of norms feeding only linear layers moves into them
     norm_means: str = "mean"  # channel statistics as "mean", "conv" or fused "last_axis" (norms.MEANS)
     centred_stream: bool = False  # every norm reads a channel-centred input (centring.py)
-    few_reshapes: bool = False  # attention heads split with one reshape per tensor (batch 1; attention.py)
+    few_reshapes: bool = False  # attention heads split with one reshape per tensor (attention.py)
 
 
 RECIPES = {

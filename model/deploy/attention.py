@@ -148,42 +148,43 @@ def _padded_depthwise(local: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
-class FewReshapesAttention(nn.Module):
-    """Scale-folded attention that splits heads with one reshape per tensor it attends with, for a
-    batch of one (others run :class:`ScaledQueryAttention`'s path).
+def attend_4d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """:func:`attend` on (B, heads, d, tokens) tensors: the same function, no head folding."""
+    weights = torch.softmax(torch.matmul(q.transpose(-1, -2), k), dim=-1)  # (B, heads, N, M)
+    return torch.matmul(v, weights.transpose(-1, -2))
 
-    q becomes (heads, d, N) once and each scale's half of the heads is a slice of it; a scale's K and V
-    leave their conv as one tensor, V's local enhancement a depthwise conv with zero taps on K, and
-    become (2 x heads, d, M) with one reshape; the heads' outputs join along that axis and become the
-    image with one reshape: 4 reshapes per two-scale attention instead of 8, 3 instead of 4 for one
-    scale. Core ML keeps every reshape as a layout op.
+
+class FewReshapesAttention(nn.Module):
+    """Scale-folded attention that splits heads with one reshape per tensor it attends with.
+
+    q becomes (B, heads, d, N) once and each scale's half of the heads is a slice of it; a scale's K
+    and V leave their conv as one tensor (V's local enhancement a depthwise conv with zero taps on K)
+    and become (B, 2 x heads, d, M) with one reshape; the heads' outputs join along the heads axis and
+    become the image with one reshape: 4 reshapes per two-scale attention instead of 8, 3 instead of 4
+    for one scale, with rank-4 matmuls. Core ML keeps every reshape as a layout op.
     """
 
     @torch.no_grad()
     def __init__(self, attn: ScaledQueryAttention):
         super().__init__()
-        self.attn = attn
+        self.attn = attn  # every layer has this one owner (int8 quantization reloads state by name)
         self.heads, self.head_dim, self.sr_ratio = attn.heads, attn.head_dim, attn.sr_ratio
-        self.scales = nn.ModuleList([PooledToken(branch) for branch in attn.branches()])
-        self.kv = nn.ModuleList([branch.kv for branch in attn.branches()])
-        self.local = nn.ModuleList([_padded_depthwise(branch.local) for branch in attn.branches()])
+        self.padded_local = nn.ModuleList([_padded_depthwise(branch.local) for branch in attn.branches()])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        if b != 1:
-            return self.attn(x)
-        q = self.attn.q(x).reshape(self.heads, self.head_dim, h * w)
+        q = self.attn.q(x).reshape(b, self.heads, self.head_dim, h * w)
         if self.sr_ratio == 1:
             kv = self.attn.kv(x)
-            keys_values = kv.reshape(2 * self.heads, self.head_dim, h * w)
-            out = attend(q, keys_values[:self.heads], keys_values[self.heads:])
+            keys_values = kv.reshape(b, 2 * self.heads, self.head_dim, h * w)
+            out = attend_4d(q, keys_values[:, :self.heads], keys_values[:, self.heads:])
             return self.attn.proj(out.reshape(b, c, h, w) + self.attn.local(kv[:, c:]))
         half, outs = self.heads // 2, []
-        for i, (scale, kv, local) in enumerate(zip(self.scales, self.kv, self.local)):
-            kv_image = kv(scale(x))
-            keys_values = (kv_image + local(kv_image)).reshape(2 * half, self.head_dim, -1)
-            outs.append(attend(q[i * half:(i + 1) * half], keys_values[:half], keys_values[half:]))
-        return self.attn.proj(torch.cat(outs).reshape(b, c, h, w))
+        for i, (branch, local) in enumerate(zip(self.attn.branches(), self.padded_local)):
+            kv_image = branch.kv(F.gelu(branch.norm(branch.reduce(x))))
+            keys_values = (kv_image + local(kv_image)).reshape(b, 2 * half, self.head_dim, -1)
+            outs.append(attend_4d(q[:, i * half:(i + 1) * half], keys_values[:, :half], keys_values[:, half:]))
+        return self.attn.proj(torch.cat(outs, dim=1).reshape(b, c, h, w))
 
 
 def few_reshapes(model: nn.Module) -> None:
