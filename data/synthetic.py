@@ -90,7 +90,7 @@ def scene_free_images(n: int, size: int = 96, seed: int = 0) -> list[Image.Image
             pixels = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC))
         else:
             base, slope = rng.uniform(0, 255, 3), rng.uniform(-60, 60, 3)
-            direction = ramp[:, None] if rng.random() < 0.5 else ramp[None, :]
-            pixels = np.clip(base + slope * direction[..., None], 0, 255).astype(np.uint8)
+            plane = np.broadcast_to(ramp[:, None] if rng.random() < 0.5 else ramp[None, :], (size, size))
+            pixels = np.clip(base + slope * plane[..., None], 0, 255).astype(np.uint8)
         images.append(Image.fromarray(pixels))
     return images

@@ -498,3 +498,13 @@ def test_shipped_cifar10_subset_is_the_whole_test_split() -> None:
     assert images.shape == (10_000, 32, 32, 3) and np.bincount(labels).tolist() == [1_000] * 10
     train_images, train_labels = load_cifar10(SHIPPED, "train")
     assert np.bincount(train_labels).tolist() == [250] * 10
+
+
+def test_scene_free_images_fill_the_frame():
+    """Every generated picture is size x size RGB, and the three kinds (noise, smooth field, gradient) differ
+    in how much neighbouring pixels vary (a gradient changes by at most a couple of levels per pixel)."""
+    from data.synthetic import scene_free_images
+    images = [np.asarray(image, dtype=float) for image in scene_free_images(6, size=48, seed=3)]
+    assert {image.shape for image in images} == {(48, 48, 3)}
+    steps = [np.abs(np.diff(image, axis=0)).mean() + np.abs(np.diff(image, axis=1)).mean() for image in images]
+    assert steps[0] > 40 and steps[3] > 40 and max(steps[2], steps[5]) < 4

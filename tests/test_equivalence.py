@@ -361,8 +361,9 @@ def test_garbage_file_refused(api, workdir):
 def test_deploy_forms_match_reference(refs, loaded, size):
     """The exported forms (folded norms, single-token K/V scales collapsed into 1x1 convs at 32 px,
     centred residual stream for XNNPACK, each backend's norm form) still compute the published network."""
-    from model.deploy import BACKENDS, deploy_form
-    from model.deploy.attention import ScaledQueryAttention, SingleTokenAttention, SingleTokenCoarseAttention
+    from model.deploy import BACKENDS, RECIPES, deploy_form
+    from model.deploy.attention import (FewReshapesAttention, ScaledQueryAttention, SingleTokenAttention,
+                                        SingleTokenCoarseAttention)
     x = _inputs(size)
     with torch.no_grad():
         y_ref = refs("shunted_t")["ref"](x)
@@ -370,6 +371,7 @@ def test_deploy_forms_match_reference(refs, loaded, size):
         outputs = {backend: deploy(x) for backend, deploy in deploys.items()}
     for backend, deploy in deploys.items():
         kinds = [type(b.attn) for s in deploy.stages for b in s.blocks]
+        multi_token = FewReshapesAttention if RECIPES[backend].few_reshapes else ScaledQueryAttention
         assert kinds == ([SingleTokenCoarseAttention] * 7 + [SingleTokenAttention] if size == 32
-                         else [ScaledQueryAttention] * 8), backend
+                         else [multi_token] * 8), backend
         assert (outputs[backend] - y_ref).abs().max().item() <= TOL, backend
