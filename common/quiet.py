@@ -47,6 +47,31 @@ def native_logs_silenced():
         os.close(saved)
 
 
+def _stream_handlers() -> list[logging.StreamHandler]:
+    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(logger, logging.Logger))]
+    return [handler for logger in loggers for handler in logger.handlers
+            if type(handler) is logging.StreamHandler]
+
+
+@contextlib.contextmanager
+def output_to(stream):
+    """``print`` output, ``sys.stderr`` and the logging handlers that write to it go to ``stream`` inside
+    the block. Handlers a library creates inside the block (bound to ``stream``) are moved back to the
+    real stderr at its end, so none is left writing to a file the caller is about to close."""
+    stderr = sys.stderr
+    for handler in _stream_handlers():
+        if handler.stream is stderr:
+            handler.setStream(stream)
+    try:
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            yield
+    finally:
+        for handler in _stream_handlers():
+            if handler.stream is stream:
+                handler.setStream(stderr)
+
+
 @contextlib.contextmanager
 def prints_silenced():
     """Third-party ``print`` calls (ONNX Runtime's calibrators report their bins) are dropped inside the

@@ -452,3 +452,26 @@ def test_executorch_conversion_and_demo_print_no_native_logs(tmp_path, checkpoin
     verbose = run(ROOT / "apps" / "webcam.py", "--headless", "--source", "img.png", "--weights", pte,
                   "--output", "v", "--verbose")
     assert verbose.returncode == 0 and "cpuinfo" in verbose.stderr
+
+
+def test_a_log_file_is_left_by_every_handler_when_its_block_ends(tmp_path, capsys):
+    """The report writes each conversion's output to its own file: a logging handler that a library makes
+    during one conversion must not keep writing to that file once it is closed (it did: "Logging error ...
+    I/O operation on closed file" in conversions.log, and the later messages lost)."""
+    import logging
+
+    from common.quiet import output_to
+    logger = logging.getLogger("test_output_to")
+    logger.propagate = False
+    try:
+        with open(tmp_path / "first.log", "w") as log, output_to(log):
+            logger.addHandler(logging.StreamHandler())  # bound to sys.stderr, which is the log here
+            logger.warning("during the first")
+        with open(tmp_path / "second.log", "w") as log, output_to(log):
+            logger.warning("during the second")
+        logger.warning("after both")
+    finally:
+        logger.handlers.clear()
+    assert (tmp_path / "first.log").read_text() == "during the first\n"
+    assert (tmp_path / "second.log").read_text() == "during the second\n"
+    assert capsys.readouterr().err == "after both\n"

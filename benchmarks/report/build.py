@@ -2,7 +2,6 @@
 matches or built through the conversion API, and the checkpoint every row is built from."""
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Callable
 
 from common.defaults import SHIPPED_CHECKPOINT, SHIPPED_VARIANT
 from common.errors import UserError
+from common.quiet import output_to
 
 FORMAT_NAMES = {"pytorch": "PyTorch", "onnx": "ONNX", "executorch": "ExecuTorch", "coreml": "Core ML",
                 "coreai": "Core AI"}
@@ -118,7 +118,7 @@ def build(job: Job, weights: Weights, batch: int, directory: Path, verify_data: 
                 job.manifest, job.built = {**manifest, "path": str(job.path)}, "reused"
                 return
         print(f"\n=== {job.spec}: {request}", file=log, flush=True)
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), warnings.catch_warnings():
+        with output_to(log), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             job.manifest = convert(None, job.format, request, output=job.path, force=job.path.exists())
         job.built = "built"
