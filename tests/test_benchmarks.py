@@ -167,6 +167,14 @@ def test_artifact_spec_parsing_and_naming(tmp_path):
         report_build.parse_spec("onnx")
 
 
+def test_parallel_builds_start_the_costliest_artifacts_first():
+    from benchmarks.report.cli import DEFAULT_SPECS
+    jobs = [report_build.parse_spec(spec) for spec in DEFAULT_SPECS]
+    order = [job.spec for job in sorted(jobs, key=lambda job: -report_build.expected_cost(job))]
+    assert order[:3] == ["coreml:int8", "coreml:fp16+palettize4", "coreai:fp16"]
+    assert order[-2:] == ["onnx:fp32", "executorch:fp32"]  # the cheapest last, ties in the given order
+
+
 def test_reuse_requires_matching_intact_manifest(tmp_path):
     from convert.manifest import finalize
     artifact = tmp_path / "m_32_fp32.onnx"
