@@ -133,9 +133,13 @@ class KVBranch(nn.Module):
         self.local = depthwise3x3(kv_dim)
         self.kv_dim = kv_dim
 
+    def kv_image(self, x: torch.Tensor) -> torch.Tensor:
+        """K and V of this scale before the local enhancement, as one (B, 2 x kv_dim, h, w) image."""
+        return self.kv(F.gelu(self.norm(self.reduce(x))))
+
     def forward(self, x: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
         """K and V of this scale as (B * heads, head_dim, tokens)."""
-        kv = self.kv(F.gelu(self.norm(self.reduce(x))))
+        kv = self.kv_image(x)
         k, v = kv[:, :self.kv_dim], kv[:, self.kv_dim:]
         v = v + self.local(v)
         b, c, h, w = k.shape

@@ -181,7 +181,7 @@ class FewReshapesAttention(nn.Module):
             return self.attn.proj(out.reshape(b, c, h, w) + self.attn.local(kv[:, c:]))
         half, outs = self.heads // 2, []
         for i, (branch, local) in enumerate(zip(self.attn.branches(), self.padded_local)):
-            kv_image = branch.kv(F.gelu(branch.norm(branch.reduce(x))))
+            kv_image = branch.kv_image(x)
             keys_values = (kv_image + local(kv_image)).reshape(b, 2 * half, self.head_dim, -1)
             outs.append(attend_4d(q[:, i * half:(i + 1) * half], keys_values[:, :half], keys_values[:, half:]))
         return self.attn.proj(torch.cat(outs, dim=1).reshape(b, c, h, w))
