@@ -244,3 +244,29 @@ def test_shipped_cifar10_model_by_an_independent_loop():
     assert len(labels) == 10_000 and top1 >= 88.0  # the bar for the default model (docs/training.md)
     report = json.loads(CIFAR10_CHECKPOINT.with_suffix(".accuracy.json").read_text())
     assert report["checkpoint_sha256"] == file_sha256(CIFAR10_CHECKPOINT) and abs(report["top1"] - top1) < 0.01
+
+
+class NaNLogits(torch.nn.Module):
+    """A model that has diverged: every logit NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return torch.full((len(x), 10), float("nan")) * self.weight
+
+
+def test_a_nan_loss_stops_training_with_what_to_do():
+    from train.cli import TrainError
+    from train.distributed import Context
+    from train.loop import Precision, make_scheduler, train_one_epoch
+    model = NaNLogits()
+    optimizer = torch.optim.AdamW(model.parameters())
+    loader = [(torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))] * 3
+    with pytest.raises(TrainError, match="loss became nan at step 1 .*--amp off or without --compile"):
+        train_one_epoch(model, loader, 3, optimizer=optimizer, scheduler=make_scheduler(optimizer, 0, 3),
+                        scaler=torch.amp.GradScaler("cpu", enabled=False), criterion=torch.nn.CrossEntropyLoss(),
+                        precision=Precision(torch.bfloat16, False), clip_grad=1.0,
+                        ctx=Context(0, 1, torch.device("cpu")), desc="nan")
+    assert float(model.weight) == 1.0  # no step was taken on the NaN

@@ -71,6 +71,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_st
     return LambdaLR(optimizer, factor)
 
 
+def non_finite_message(loss: float, step: int, precision: Precision) -> str:
+    """What to do when the loss is NaN or inf, instead of training on in vain."""
+    hint = ("; compiled bfloat16 graphs gave NaN on an Intel Xeon with AMX (torch 2.13): retry with --amp off "
+            "or without --compile" if precision.dtype is torch.bfloat16 else
+            "; lower --lr or check the data")
+    return f"the training loss became {loss} at step {step + 1} of this epoch, nothing more was learned{hint}"
+
+
 def train_one_epoch(model: nn.Module, loader, steps: int, *, optimizer: torch.optim.Optimizer,
                     scheduler: LambdaLR, scaler: torch.amp.GradScaler, criterion: nn.Module,
                     precision: Precision, clip_grad: float, ctx: Context, desc: str,
@@ -92,6 +100,8 @@ def train_one_epoch(model: nn.Module, loader, steps: int, *, optimizer: torch.op
         with precision.autocast(device):
             logits = model(mixed.images)
             loss = mixed.loss(criterion, logits)
+        if not torch.isfinite(loss):
+            raise TrainError(non_finite_message(loss.item(), step, precision))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if clip_grad > 0:
