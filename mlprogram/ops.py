@@ -247,7 +247,12 @@ def _grouped(kernel: Callable, cols: np.ndarray, w: np.ndarray, groups: int) -> 
 
 
 @op("classify")
-def classify(probabilities, classes):
-    """Core ML classifier head: the top class label, and the scores (ordered like ``classes``)."""
+def classify(probabilities, classes, batched=False):
+    """Core ML classifier head: the top class label, and the scores (ordered like ``classes``).
+
+    ``batched``: one label per image of a batch along axis 0."""
+    if batched:
+        return np.asarray([classes[int(i)] for i in np.argmax(probabilities.reshape(len(probabilities), -1), 1)]), \
+            probabilities
     label = classes[int(np.argmax(probabilities))]
     return np.asarray(label), probabilities

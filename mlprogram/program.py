@@ -8,6 +8,7 @@ import numpy as np
 from coremltools.models import MLModel
 
 from . import ops, quant
+from .batching import batch_blocker, batched_args, constant_names
 from .dtypes import STORAGE
 from .reader import Operation, ProgramSpec, Ref, Var, read_program
 
@@ -35,6 +36,9 @@ class Program:
     def __init__(self, spec: ProgramSpec):
         self.spec = spec
         self.image_inputs = dict(spec.image_inputs)
+        self._constant_names = constant_names(spec)
+        self._constants: dict[str, np.ndarray] | None = None  # computed on the first run
+        self.batch_blocker = batch_blocker(spec, self._constant_names)
         last_use = {}
         for i, op in enumerate(spec.operations):
             for args in op.inputs.values():
@@ -82,7 +86,9 @@ class Program:
     def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Evaluate the program on ``inputs`` (name -> array).
 
-        Returns the program's outputs, or the variables named in ``outputs`` (any op output).
+        Inputs may hold N images along the batch axis the program declares as 1: in one pass when
+        ``batch_blocker`` is None, else one image at a time. Returns the program's outputs, or the
+        variables named in ``outputs`` (any op output).
         """
         wanted = list(self.spec.outputs if outputs is None else outputs)
         known = set(self.input_names) | {v.name for op in self.spec.operations for v in op.outputs}
@@ -94,53 +100,85 @@ class Program:
             raise UnsupportedOpError(
                 f"{self.spec.source}: op {first.type!r} (first at {first.name!r}) is not supported by the "
                 f"mlprogram reference evaluator; unsupported op types: {', '.join(unsupported)}")
-        env = self._feed(inputs)
+        env, batch = self._feed(inputs)
+        if batch > 1 and self.batch_blocker:
+            rows = [self._evaluate({k: v[i:i + 1] for k, v in env.items()}, wanted, 1) for i in range(batch)]
+            return {name: np.concatenate([np.atleast_1d(row[name]) for row in rows]) for name in wanted}
+        return self._evaluate(env, wanted, batch)
+
+    def constants(self) -> dict[str, np.ndarray]:
+        """Every value that depends on no input (weights decompressed), computed once."""
+        if self._constants is None:
+            env: dict[str, np.ndarray] = {}
+            for op in self.spec.operations:
+                if all(v.name in self._constant_names for v in op.outputs):
+                    self._run_op(op, env, 1)
+            self._constants = env
+        return self._constants
+
+    def _evaluate(self, env: dict[str, np.ndarray], wanted: list[str], batch: int) -> dict[str, np.ndarray]:
+        env = {**self.constants(), **env}
         for op, release in zip(self.spec.operations, self._release):
-            args = {key: [env[a.name] if isinstance(a, Ref) else a for a in values]
-                    for key, values in op.inputs.items()}
-            args = {key: values if key in VARIADIC else values[0] for key, values in args.items()}
-            try:
-                with np.errstate(all="ignore"):  # fp16 overflow is reported as inf in the values themselves
-                    result = KERNELS[op.type](**args)
-            except NotImplementedError as err:
-                raise UnsupportedOpError(f"op {op.type} {op.name!r}: {err}") from err
-            except (ValueError, TypeError, IndexError) as err:
-                raise ProgramError(f"op {op.type} {op.name!r} failed: {err}") from err
-            for var, value in zip(op.outputs, result if len(op.outputs) > 1 else (result,)):
-                env[var.name] = _checked(op, var, value)
+            if op.outputs[0].name not in self._constant_names:
+                self._run_op(op, env, batch)
             for name in release:
                 if name not in wanted:
-                    del env[name]
+                    env.pop(name, None)
         return {name: np.asarray(env[name]) for name in wanted}
 
-    def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_op(self, op: Operation, env: dict[str, np.ndarray], batch: int) -> None:
+        args = {key: [env[a.name] if isinstance(a, Ref) else a for a in values]
+                for key, values in op.inputs.items()}
+        args = {key: values if key in VARIADIC else values[0] for key, values in args.items()}
+        if batch > 1:
+            args = batched_args(op.type, args, batch)
+        try:
+            with np.errstate(all="ignore"):  # fp16 overflow is reported as inf in the values themselves
+                result = KERNELS[op.type](**args)
+        except NotImplementedError as err:
+            raise UnsupportedOpError(f"op {op.type} {op.name!r}: {err}") from err
+        except (ValueError, TypeError, IndexError) as err:
+            raise ProgramError(f"op {op.type} {op.name!r} failed: {err}") from err
+        for var, value in zip(op.outputs, result if len(op.outputs) > 1 else (result,)):
+            env[var.name] = _checked(op, var, value, batch)
+
+    def _feed(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+        """The inputs as the program's storage types, and how many images they hold."""
         expected = set(self.input_names)
         if set(inputs) != expected:
             raise ValueError(f"program inputs are {sorted(expected)}, got {sorted(inputs)}")
-        env = {}
+        env, batches = {}, set()
         for var in self.spec.inputs:
             value = np.asarray(inputs[var.name])
-            if not _fits(value.shape, var.shape):
+            batch = value.shape[0] if value.ndim and var.shape and var.shape[0] == 1 else 1
+            if not _fits(value.shape, var.shape, batch):
                 raise ValueError(f"input {var.name!r} has shape {value.shape}, the program expects {var.shape}")
+            batches.add(batch)
             pixels = self.image_inputs.get(var.name) in PIXEL_LAYOUTS
             if pixels and value.size and (value.min() < 0 or value.max() > 255):
                 raise ValueError(f"image input {var.name!r} takes pixel values 0..255 (scale/bias are applied "
                                  f"inside the program), got values in [{value.min()}, {value.max()}]")
             env[var.name] = value.astype(STORAGE[var.dtype])
-        return env
+        if len(batches) > 1:
+            raise ValueError(f"the inputs hold different numbers of images: {sorted(batches)}")
+        return env, batches.pop() if batches else 1
 
 
-def _fits(shape: tuple[int, ...], declared: tuple[int | None, ...]) -> bool:
+def _fits(shape: tuple[int, ...], declared: tuple[int | None, ...], batch: int = 1) -> bool:
+    """``shape`` is the declared one, with ``batch`` images where the program declares one."""
+    if batch > 1 and declared and declared[0] == 1:
+        declared = (batch,) + tuple(declared[1:])
     return len(shape) == len(declared) and all(d in (None, n) for d, n in zip(declared, shape))
 
 
-def _checked(op: Operation, var: Var, value):
+def _checked(op: Operation, var: Var, value, batch: int = 1):
     """``value`` after checking it against ``var``'s declared type; string scalars stay ``str``."""
     value = np.asarray(value)
     if var.dtype in ("dict", "list"):
         return value
+    declared = var.shape if var.dtype != "string" or batch == 1 else (1,)  # a batch of labels
     dtype_ok = value.dtype.kind == "U" if var.dtype == "string" else value.dtype == STORAGE[var.dtype]
-    if not dtype_ok or not _fits(value.shape, var.shape):
+    if not dtype_ok or not _fits(value.shape, declared, batch):
         raise ProgramError(f"op {op.type} {op.name!r}: output {var.name!r} is {value.dtype}{list(value.shape)}, "
                            f"the program declares {var.dtype}{list(var.shape)}")
     return str(value) if var.dtype == "string" and value.ndim == 0 else value

@@ -133,6 +133,7 @@ class CoreMLRunner(Runner):
     """Core ML `predict` on macOS; on Linux the project's numpy ML Program evaluator."""
 
     format = "coreml"
+    CHUNK = 32
 
     def __init__(self, path: Path, manifest: dict | None, compute_units: str = "ALL"):
         if manifest is None:
@@ -151,6 +152,12 @@ class CoreMLRunner(Runner):
         self.logits_name = manifest["outputs"]["logits"]
         super().__init__(path, manifest["model"], manifest["precision"], manifest["input"]["shape"][0],
                          time.perf_counter() - start)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a batch of any N, ``CHUNK`` images per call (the evaluator runs a batch-1 program
+        on a chunk in one pass where that provably keeps images apart: ``mlprogram.batching``)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return np.concatenate([self._run_batch(x[i:i + self.CHUNK]) for i in range(0, len(x), self.CHUNK)])
 
     def pixels(self, x: np.ndarray) -> np.ndarray:
         """Normalized input -> the 0..255 RGB pixels the image input takes."""

@@ -403,6 +403,48 @@ def test_nano_matches_torch(nano, nano_packages, precision):
         assert agrees(want, got, precision), (np.abs(want - got).max(), cosine(want, got))
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_batch_runs_in_one_pass_as_each_image_alone(nano_packages, precision, tmp_path):
+    plain = mlprogram.load(nano_packages[precision])  # attention heads folded into the batch axis
+    assert "no leading batch dimension" in plain.batch_blocker
+    torch.manual_seed(0)
+    default_kind = randomized(create_model("shunted_nano_s16", num_classes=10, input_size=32))
+    convert(deploy_form(default_kind, "coreml", 32), 32, precision).save(str(tmp_path / "deploy.mlpackage"))
+    program = mlprogram.load(tmp_path / "deploy.mlpackage")  # the form convert/to_coreml.py writes
+    assert program.batch_blocker is None
+    batch = np.concatenate([pixels(32, seed) for seed in range(5)])
+    name = program.output_names[0]
+    alone = np.concatenate([program.run({"image": image[None]})[name] for image in batch]).astype(F32)
+    together = program.run({"image": batch})[name].astype(F32)
+    assert together.shape == (5, 10) and (together.argmax(1) == alone.argmax(1)).all()
+    if precision == "fp32":
+        np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5)
+    else:  # float32 sums ordered otherwise for a batch round to other fp16 values now and then
+        assert min(cosine(a, b) for a, b in zip(together, alone)) >= 0.9999
+
+
+MIXING = {  # programs (x of shape (1, 4, 6)) in which images of a batch would meet
+    "softmax over the batch axis": lambda x: mb.softmax(x=x, axis=0),
+    "mean over the batch axis": lambda x: mb.reduce_mean(x=x, axes=[0, 2], keep_dims=True),
+    "batch axis moved": lambda x: mb.transpose(x=x, perm=[1, 0, 2]),
+    "batch axis merged": lambda x: mb.reshape(x=x, shape=[4, 6]),
+    "batch axis sliced": lambda x: mb.slice_by_index(x=mb.concat(values=[x, x], axis=0), begin=[1, 0, 0],
+                                                     end=[2, 4, 6]),
+    "rank-2 input broadcast against rank 3": lambda x: mb.add(
+        x=x, y=mb.reshape(x=mb.slice_by_index(x=x, begin=[0, 0, 0], end=[1, 1, 6]), shape=[1, 6])),
+}
+
+
+@pytest.mark.parametrize("build", list(MIXING.values()), ids=list(MIXING))
+def test_programs_where_images_would_meet_run_one_image_at_a_time(tmp_path, build):
+    program = mlprogram.load(save_mil({"x": randn(1, 4, 6)}, lambda xs: [build(xs["x"])], tmp_path / "mix.mlpackage"))
+    assert program.batch_blocker, "the static check let a program that mixes images through"
+    batch = randn(3, 4, 6)
+    name = program.output_names[0]
+    alone = np.concatenate([program.run({"x": row[None]})[name] for row in batch])
+    np.testing.assert_array_equal(program.run({"x": batch})[name], alone)
+
+
 def test_image_input_takes_pixels_not_normalized_values(nano_packages):
     with pytest.raises(ValueError, match="pixel values 0..255"):
         mlprogram.run(nano_packages["fp32"], {"image": pixels(32) / 127.5 - 1})
@@ -497,6 +539,11 @@ def test_classifier_with_bgr_image_gives_label_and_scores(tmp_path):
     scores = next(v for v in result.values() if v.dtype == F32)
     np.testing.assert_allclose(scores, want.numpy(), rtol=1e-5, atol=1e-6)
     assert str(next(v for v in result.values() if v.dtype.kind == "U")) == labels[int(want.argmax())]
+    batch = np.concatenate([pixels(16, seed) for seed in range(4)])
+    batched = mlprogram.run(tmp_path / "cls.mlpackage", {"image": batch})
+    each = [mlprogram.run(tmp_path / "cls.mlpackage", {"image": image[None]}) for image in batch]
+    assert list(next(v for v in batched.values() if v.dtype.kind == "U")) == \
+        [str(next(v for v in r.values() if v.dtype.kind == "U")) for r in each]
 
 
 # ----------------------------------------------------------------------------- compressed weights, W8A8
@@ -621,12 +668,12 @@ def test_w8a8_program_matches_pt2e_reference(tmp_path):
                compute_precision=ct.precision.FLOAT32).save(str(tmp_path / "w8a8.mlpackage"))
     evaluator = mlprogram.load(tmp_path / "w8a8.mlpackage")
     assert {"quantize", "dequantize", "constexpr_affine_dequantize"} <= set(evaluator.op_types())
-    for seed in range(3):
-        x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            want = quantized(x).numpy()
-        got = evaluator.run({"x": x.numpy()})[evaluator.output_names[0]]
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    xs = [torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
+    with torch.no_grad():
+        want = np.concatenate([quantized(x).numpy() for x in xs])
+    assert evaluator.batch_blocker is None
+    got = evaluator.run({"x": torch.cat(xs).numpy()})[evaluator.output_names[0]]  # the three in one pass
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
