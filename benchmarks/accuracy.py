@@ -9,6 +9,7 @@ evaluated by ``train.evaluate.evaluate`` (CUDA when present); the images come fr
 (``build_dataset``, the project's one preprocessing implementation, with the artifact's spec).
 Core ML runs through Core ML on macOS; on Linux through the numpy ML Program evaluator on the
 first ``--coreml-limit`` images (slow, but numerically what Core ML computes), labelled as such.
+Images come in one seeded order (``EvalSet``), so such a prefix samples every class.
 """
 from __future__ import annotations
 
@@ -38,11 +39,11 @@ from common.text_table import text_table  # noqa: E402
 # as many images as the converter's own verification: at 500 a W8A8 program that agrees on 98.0% has a
 # lower bound of 96.7% (short of the 97% of the int8 contract), at 1,000 one of 97.1%
 DEFAULT_COREML_LIMIT = 1000
-EVALUATOR_NOTE = "Core ML via the numpy ML Program evaluator (Linux), first {n} images"
+EVALUATOR_NOTE = "Core ML via the numpy ML Program evaluator (Linux), first {n} images of the seeded order"
 # Apple's Core AI runtime on Linux runs a slow reference CPU path: a prefix of the test set keeps the
 # report short (its time per image: docs/coreai.md)
 DEFAULT_COREAI_LIMIT = 2000
-COREAI_NOTE = "Core AI runtime's reference CPU path (Linux), first {n} images"
+COREAI_NOTE = "Core AI runtime's reference CPU path (Linux), first {n} images of the seeded order"
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ def measure_accuracy(artifact: str | Path, eval_set: EvalSet, reference: Referen
     top5 = []
     with tqdm(total=stop, desc=f"accuracy: {artifact.name}", unit="img", disable=None if progress else True) as bar:
         for x in eval_set.batches(batch_size, stop):
-            top5.append(topk_predictions(runner.run(x)))
+            top5.append(topk_predictions(runner.judged_outputs(x)))
             bar.update(len(x))
     seconds = time.perf_counter() - start
     metrics = summarize(np.concatenate(top5), eval_set.labels[:stop] if eval_set.labelled else None,

@@ -43,7 +43,9 @@ class EvalSet:
             return
         self.split = resolve_split(data, split)
         plain_tree = self.split == "all"
-        self.dataset = build_dataset(data, self.split, spec, limit=None if plain_tree else limit)
+        # every image (or the first ``limit``) in one seeded order, the order verification draws from: a
+        # prefix (the Core ML and Core AI rows on Linux) samples every class, and repeats no work
+        self.dataset = build_dataset(data, self.split, spec, seed=0, limit=None if plain_tree else limit or sys.maxsize)
         if plain_tree:
             self._drop_calibration_images()
         if len(self.dataset) == 0:

@@ -269,7 +269,7 @@ def verify(job: Job, tmp: Path, manifest: dict) -> dict:
     """Run the artifact and the PyTorch model on the same images; the accuracy contract's verdict."""
     from runtime import load_artifact
     runner = load_artifact(tmp, manifest=manifest)
-    figures = judge_artifact(job.request.compress or job.precision, job.reference, runner.run(job.images.inputs),
+    figures = judge_artifact(job.request.compress or job.precision, job.reference, runner.judged_outputs(job.images.inputs),
                              job.images, job.random_weights)
     return {**figures, "data": job.images.description, "engine": getattr(runner, "engine", runner.format)}
 

@@ -3,6 +3,7 @@ import json
 import math
 import os
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -341,3 +342,32 @@ def test_the_report_runs_as_a_module_and_as_a_folder(tmp_path):
     for command, cwd in ((["-m", "benchmarks.report"], ROOT), ([str(ROOT / "benchmarks" / "report")], tmp_path)):
         proc = subprocess.run([sys.executable, *command, "--help"], cwd=cwd, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m benchmarks.report"), proc.stderr
+
+
+def test_every_prefix_of_the_evaluation_order_samples_every_class_as_verification_does():
+    """The test photos are stored class by class; the Core ML and Core AI rows on Linux judge a prefix."""
+    from convert.verify import verification_set
+    from data.cifar10 import cifar10_preprocess
+    from model import read_checkpoint
+    eval_set = EvalSet("cifar10", "test", cifar10_preprocess(SIZE))
+    assert np.bincount(eval_set.labels[:200], minlength=10).min() >= 5
+    meta = read_checkpoint(Path(__file__).parents[1] / "weights" / "shunted_nano_s16_cifar10.pt").meta
+    verified = verification_set(meta, 64, 0).inputs
+    np.testing.assert_array_equal(next(eval_set.batches(64, 64)), verified)
+
+
+def test_outputs_of_slow_engines_are_computed_once_per_artifact_and_image():
+    from runtime.memo import remembered
+    calls = []
+
+    def run(x):
+        calls.append(len(x))
+        return x.reshape(len(x), -1)[:, :2] * 2
+
+    images = np.random.default_rng(0).standard_normal((6, 3, 4, 4)).astype(np.float32)
+    first = remembered("engine:sha-a", images[:4], run)
+    again = remembered("engine:sha-a", images, run)  # 4 seen, 2 new
+    other = remembered("engine:sha-b", images[:4], run)  # another artifact: runs again
+    assert calls == [4, 2, 4]
+    np.testing.assert_array_equal(again[:4], first)
+    np.testing.assert_array_equal(other, run(images[:4]))
