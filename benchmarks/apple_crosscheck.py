@@ -23,16 +23,20 @@ PAIR = ("coreai:fp16", "coreml:fp16")  # the report's specs compared
 
 def cross_check(coreai: Path, coreml: Path, images: np.ndarray) -> dict:
     """Top-1 agreement, per-image cosine (median, 5th percentile, worst) and max |diff| of the logits."""
-    from common.contract import per_image_cosine
     from runtime import ArtifactError, load_artifact
     runners = [load_artifact(coreai), load_artifact(coreml)]
     if runners[0].meta["preprocess"] != runners[1].meta["preprocess"]:
         raise ArtifactError(f"{coreai.name} and {coreml.name} expect different preprocessing; convert both "
                             f"from the same checkpoint")
-    a, b = (runner.run(images) for runner in runners)
+    a, b = (runner.judged_outputs(images) for runner in runners)
+    return compare(a, b, {"coreai": str(coreai), "coreml": str(coreml), "engines": [r.engine for r in runners]})
+
+
+def compare(a: np.ndarray, b: np.ndarray, about: dict) -> dict:
+    """The cross-check's figures for Core AI logits ``a`` and Core ML logits ``b`` of the same images."""
+    from common.contract import per_image_cosine
     cos = per_image_cosine(a, b)
-    return {"status": "ok", "coreai": str(coreai), "coreml": str(coreml), "engines": [r.engine for r in runners],
-            "images": len(images), "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+    return {"status": "ok", **about, "images": len(a), "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
             "cosine_median": float(np.median(cos)), "cosine_p5": float(np.percentile(cos, 5)),
             "cosine_min": float(cos.min()), "max_abs_diff": float(np.abs(a.astype(np.float64) - b).max())}
 
@@ -56,11 +60,15 @@ def first_images(artifact: Path, data: str, split: str, n: int | None) -> np.nda
 
 def report_cross_check(jobs: list, data: str, split: str, n: int | None) -> dict | None:
     """The report's built ``coreai:fp16`` and ``coreml:fp16`` rows cross-checked (None: not both built)."""
-    paths = {job.spec: job.path for job in jobs if not job.error}
-    if not all(spec in paths for spec in PAIR):
+    pair = [next((job for job in jobs if job.spec == spec and not job.error), None) for spec in PAIR]
+    if None in pair:
         return None
     try:
-        return cross_check(*(paths[spec] for spec in PAIR), first_images(paths[PAIR[0]], data, split, n))
+        if all(job.judged_logits is not None for job in pair):  # the judges' outputs, on the same first images
+            return compare(*(job.judged_logits for job in pair), {
+                "coreai": str(pair[0].path), "coreml": str(pair[1].path),
+                "engines": [job.accuracy["engine"] for job in pair]})
+        return cross_check(*(job.path for job in pair), first_images(pair[0].path, data, split, n))
     except Exception as err:  # a failing cross-check is a line of the report, not its end
         return {"status": "error", "error": f"{type(err).__name__}: {err}"[:600]}
 

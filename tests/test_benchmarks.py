@@ -172,8 +172,8 @@ def test_parallel_builds_start_the_costliest_artifacts_first():
     from benchmarks.report.cli import DEFAULT_SPECS
     jobs = [report_build.parse_spec(spec) for spec in DEFAULT_SPECS]
     order = [job.spec for job in sorted(jobs, key=lambda job: -report_build.expected_cost(job))]
-    assert order[:3] == ["coreml:int8", "coreml:fp16+palettize4", "coreai:fp16"]
-    assert order[-2:] == ["onnx:fp32", "executorch:fp32"]  # the cheapest last, ties in the given order
+    assert order[:3] == ["coreai:fp16", "executorch:int8", "coreml:int8"]
+    assert order[-2:] == ["coreml:fp16", "onnx:fp32"]  # the cheapest last
 
 
 def test_reuse_requires_matching_intact_manifest(tmp_path):
@@ -371,3 +371,16 @@ def test_outputs_of_slow_engines_are_computed_once_per_artifact_and_image():
     assert calls == [4, 2, 4]
     np.testing.assert_array_equal(again[:4], first)
     np.testing.assert_array_equal(other, run(images[:4]))
+
+
+def test_the_apple_cross_check_compares_the_outputs_the_judges_kept(tmp_path):
+    from benchmarks.apple_crosscheck import report_cross_check
+    logits = np.random.default_rng(0).standard_normal((20, 10)).astype(np.float32)
+    jobs = [report_build.parse_spec(spec) for spec in ("coreml:fp16", "coreai:fp16")]
+    for job, noise, engine in zip(jobs, (1e-3, 0.0), ("mlprogram-numpy", "coreai-runtime")):
+        job.path, job.accuracy = tmp_path / f"missing_{job.format}", {"status": "ok", "engine": engine}
+        job.judged_logits = logits + noise  # the files do not exist: nothing may run them again
+    result = report_cross_check(jobs, "cifar10", "test", 20)
+    assert result["status"] == "ok" and result["images"] == 20 and result["top1_agreement"] == 1.0
+    assert result["engines"] == ["coreai-runtime", "mlprogram-numpy"]
+    assert result["max_abs_diff"] == pytest.approx(1e-3, rel=1e-2)

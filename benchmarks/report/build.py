@@ -38,6 +38,7 @@ class Job:
     build_seconds: float | None = None
     error: str | None = None
     accuracy: dict | None = None  # set by the report's judge right after the build
+    judged_logits: object = None  # numpy logits of the first images, kept for the Apple cross-check
 
     @property
     def label(self) -> str:
@@ -178,14 +179,17 @@ def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, da
                     log.unlink()
 
 
-# Relative cost of one float artifact (build, verification, accuracy), from the default report on 2 cores;
-# a quantized or compressed one costs about three times as much. The parallel builds start the costliest
-# first, so that no long job starts last and runs alone on an otherwise idle machine.
-FLOAT_COST = {"coreml": 4, "coreai": 10, "executorch": 1, "onnx": 1}
+# Seconds to build, verify and judge each default artifact in a one-thread worker (fresh-clone report,
+# 2026-12-05, Intel Xeon, 2 cores; Core ML accuracy reuses its verification's outputs). The parallel
+# builds start the costliest first, so that no long job starts last and runs alone on an idle machine.
+EXPECTED_SECONDS = {("coreai", "float"): 225, ("executorch", "int8"): 94, ("coreml", "int8"): 89,
+                    ("onnx", "int8"): 51, ("executorch", "float"): 51, ("coreml", "compressed"): 39,
+                    ("coreml", "float"): 32, ("onnx", "float"): 29}
 
 
 def expected_cost(job: Job) -> int:
-    return FLOAT_COST.get(job.format, 4) * (3 if job.precision == "int8" or job.compress else 1)
+    kind = "int8" if job.precision == "int8" else "compressed" if job.compress else "float"
+    return EXPECTED_SECONDS.get((job.format, kind), 100)
 
 
 _WORKER_JUDGE = "worker's judge"  # stands for the judge a worker process received once, at its start
