@@ -49,7 +49,7 @@ def _op_blocker(op: Operation, constants: set[str], ranks: dict[str, int], liter
     """Why ``op`` would mix images of a batch, or None (``literals``: the const ops' values)."""
     if op.type not in SAFE:
         return "not known to keep images apart"
-    if op.type == "classify":  # run image by image (batched_classify)
+    if op.type == "classify":  # one label per image (ops.classify, batched)
         return None
     for var in op.outputs:
         if not var.shape or var.shape[0] != 1:

@@ -1,7 +1,7 @@
 """numpy kernels for activation quantization (W8A8) and compressed weights (constexpr ops).
 
 Weights are decompressed in float32 and rounded once to the declared dtype; quantize divides,
-rounds half to even and clips with the results of the input's dtype.
+rounds half to even and clips, each step giving the value the input's dtype would give.
 """
 from __future__ import annotations
 

@@ -14,15 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common.digest import artifact_sha256
-
 from .base import ArtifactError, Runner, to_pixels
-from .memo import remembered
 
 
 class CoreAIRunner(Runner):
     format = "coreai"
     engine = "coreai-runtime"
+    remembers_outputs = True
 
     def __init__(self, path: Path, manifest: dict | None):
         from coreai.authoring import AIModelAsset
@@ -42,12 +40,8 @@ class CoreAIRunner(Runner):
         self.input_name = info["input"]["name"]
         self.logits_name = info.get("outputs", {}).get("logits", "logits")
         self.pixels = info["input"]["dtype"] == "uint8"  # --image-input: uint8 RGB frames, NHWC
-        self.content_key = f"{self.engine}:{artifact_sha256(path)}"
         super().__init__(path, info["model"], info["precision"], info["input"]["shape"][0],
                          time.perf_counter() - start)
-
-    def judged_outputs(self, x: np.ndarray) -> np.ndarray:
-        return remembered(self.content_key, np.ascontiguousarray(x, dtype=np.float32), self.run)
 
     def frames(self, x: np.ndarray) -> np.ndarray:
         """Normalized input -> the uint8 RGB frames (N, S, S, 3) an image-input asset takes."""

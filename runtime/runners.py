@@ -13,7 +13,6 @@ from common.digest import artifact_sha256
 from common.quiet import native_logs_silenced
 
 from .base import ArtifactError, Runner, to_pixels
-from .memo import remembered
 
 MANIFEST_SUFFIX = ".json"
 
@@ -134,6 +133,7 @@ class CoreMLRunner(Runner):
     """Core ML `predict` on macOS; on Linux the project's numpy ML Program evaluator."""
 
     format = "coreml"
+    remembers_outputs = True
     CHUNK = 32
 
     def __init__(self, path: Path, manifest: dict | None, compute_units: str = "ALL"):
@@ -151,7 +151,6 @@ class CoreMLRunner(Runner):
             self.engine = "mlprogram-numpy"
         self.input_name = manifest["input"]["name"]
         self.logits_name = manifest["outputs"]["logits"]
-        self.content_key = f"{self.engine}:{artifact_sha256(path)}"
         super().__init__(path, manifest["model"], manifest["precision"], manifest["input"]["shape"][0],
                          time.perf_counter() - start)
 
@@ -160,9 +159,6 @@ class CoreMLRunner(Runner):
         on a chunk in one pass where that provably keeps images apart: ``mlprogram.batching``)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         return np.concatenate([self._run_batch(x[i:i + self.CHUNK]) for i in range(0, len(x), self.CHUNK)])
-
-    def judged_outputs(self, x: np.ndarray) -> np.ndarray:
-        return remembered(self.content_key, np.ascontiguousarray(x, dtype=np.float32), self.run)
 
     def pixels(self, x: np.ndarray) -> np.ndarray:
         """Normalized input -> the 0..255 RGB pixels the image input takes."""
