@@ -2,10 +2,11 @@
 the model's classes, or judged by agreement only when it has no labels the model knows."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from data.splits import ALL_SHUFFLED
 
 
 def resolve_split(data: str, split: str) -> str:
@@ -45,7 +46,7 @@ class EvalSet:
         plain_tree = self.split == "all"
         # every image (or the first ``limit``) in one seeded order, the order verification draws from: a
         # prefix (the Core ML and Core AI rows on Linux) samples every class, and repeats no work
-        self.dataset = build_dataset(data, self.split, spec, seed=0, limit=None if plain_tree else limit or sys.maxsize)
+        self.dataset = build_dataset(data, self.split, spec, seed=0, limit=None if plain_tree else limit or ALL_SHUFFLED)
         if plain_tree:
             self._drop_calibration_images()
         if len(self.dataset) == 0:
@@ -81,7 +82,7 @@ class EvalSet:
         from data import DataError
         from quantize.calibration import calibration_count, held_out_images
         used = calibration_count(self.data, {"preprocess": self.spec, "input_size": self.spec["crop"]}, None)
-        images, _, _ = held_out_images(self.data, self.spec, self.limit or sys.maxsize, used, seed=0)
+        images, _, _ = held_out_images(self.data, self.spec, self.limit or ALL_SHUFFLED, used, seed=0)
         if not images:
             raise DataError(f"{self.data} holds no images beyond the {used} int8 calibration takes; add images")
         self.split, self.unlabelled = f"beyond the {used} int8 calibration images", "no labels"

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import sys
+
 import numpy as np
 
 from .errors import DataError
+
+# a ``limit`` no data set reaches: every item, in the seeded order a limit gives (so that every
+# prefix mixes classes), where ``None`` keeps the file order
+ALL_SHUFFLED = sys.maxsize
 
 SPLITS = ("train", "val", "test")
 
