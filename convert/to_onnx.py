@@ -9,6 +9,7 @@ the transposes (docs/quantization.md).
 """
 from __future__ import annotations
 
+import ast
 import json
 import sys
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ import torch
 
 from convert.cli import main
 from convert.pipeline import Converter, ConvertError, Exported, Job
-from quantize.onnxrt import ACTIVATIONS, METHODS, quantize_qdq
+from quantize.onnxrt import ACTIVATIONS, METHODS, NAME_SCOPES, quantize_qdq
 
 MIN_OPSET = 18
 OPSET = 20  # the first with a Gelu op
+MODULE_KEY = "module"  # node metadata: the module the node was exported from (op profiles by block part)
 
 
 @dataclass
@@ -54,13 +56,13 @@ def export_onnx(job: Job, tmp: Path) -> Exported:
                                 input_names=["input"], output_names=["logits"],
                                 dynamic_shapes=dynamic_shapes, verbose=False)
     proto = program.model_proto
+    paths = module_paths(proto)
     details = {}
     if job.precision == "int8":
         proto, details = quantize(proto, job, tmp)
+    keep_module_paths(proto, paths)
     props = {"shunted_edge": json.dumps(job.meta), "labels": json.dumps(job.meta["labels"]),
              "preprocess": json.dumps(job.meta["preprocess"]), "variant": job.meta["variant"]}
-    for node in proto.graph.node:  # exporter debug info (stack traces, FX nodes): a third of an int8 file
-        del node.metadata_props[:]
     for key, value in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -73,6 +75,26 @@ def export_onnx(job: Job, tmp: Path) -> Exported:
         outputs={"logits": "logits"},
         details={"opset": options.opset, "nodes": len(proto.graph.node), "dynamic_batch": options.dynamic_batch,
                  **({"quantization": details} if details else {})})
+
+
+def module_paths(proto) -> dict[str, str]:
+    """{node name: the innermost module the exporter traced it in ("" for the model itself)}."""
+    paths = {}
+    for node in proto.graph.node:
+        scopes = next((ast.literal_eval(p.value) for p in node.metadata_props if p.key == NAME_SCOPES), None)
+        if scopes:  # [module, submodule, ..., FX node name]
+            paths[node.name] = scopes[-2] if len(scopes) > 1 else ""
+    return paths
+
+
+def keep_module_paths(proto, paths: dict[str, str]) -> None:
+    """Replace every node's exporter debug info (stack traces, FX nodes: a third of an int8 file) by its
+    module path, where ``paths`` knows the node (quantization keeps the exported nodes' names)."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        if node.name in paths:
+            entry = node.metadata_props.add()
+            entry.key, entry.value = MODULE_KEY, paths[node.name]
 
 
 def quantize(proto, job: Job, tmp: Path):

@@ -25,6 +25,7 @@ from .onnx_ranges import activation_ranges
 METHODS = ("percentile", "minmax", "entropy")  # the default first: measured best, docs/quantization.md
 ACTIVATIONS = ("uint8", "int8")
 QUANTIZED_OPS = ("Conv", "Add")
+NAME_SCOPES = "pkg.torch.onnx.name_scopes"  # the exporter's per-node metadata: the module paths it was traced in
 # create_calibrator options per method. ORT's entropy default (128 bins searched with 128 quantized
 # bins) has one candidate, the whole range, which is min/max; 2048 bins (TensorRT's choice) give a search.
 CALIBRATOR_OPTIONS = {"percentile": {}, "minmax": {}, "entropy": {"num_bins": 2048, "num_quantized_bins": 128}}
@@ -38,7 +39,7 @@ def float_nodes(model_path: Path, float_modules: Iterable[str]) -> list[str]:
         return []
     names = []
     for node in onnx.load(str(model_path)).graph.node:
-        scopes = next((ast.literal_eval(p.value) for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), [])
+        scopes = next((ast.literal_eval(p.value) for p in node.metadata_props if p.key == NAME_SCOPES), [])
         if any(scope == prefix or scope.startswith(prefix + ".") for scope in scopes for prefix in prefixes):
             names.append(node.name)
     return names

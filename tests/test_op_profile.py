@@ -6,6 +6,9 @@ import pytest
 
 from benchmarks.research import op_profile
 from conftest import TRAINED
+from model import create_model
+from model.deploy import deploy_form
+from model.graph_stats import count_macs
 from convert import to_executorch, to_onnx
 from convert.cli import main as convert_main
 
@@ -30,10 +33,13 @@ def test_ort_events_drop_warmup_and_sum_to_model_run():
                    _ort_event("conv_a", start + 1, 40 * scale, "Conv"), _ort_event("conv_b", start + 50, 20 * scale, "Conv"),
                    _ort_event("add", start + 80, 10 * scale, "Add"),
                    {"cat": "Node", "name": "conv_a_fence_before", "ts": start, "dur": 0, "args": {"op_name": "Conv"}}]
-    ops, run_ms = op_profile.ort_kernel_times(events, warmup=1)
+    nodes, run_ms = op_profile.ort_node_times(events, warmup=1)
     assert run_ms.tolist() == pytest.approx([0.1, 0.1, 1.0])
+    assert nodes["conv_a"] == ["Conv", 3, pytest.approx(0.48)]
+    ops = op_profile.by_op_type(nodes, run_ms)
     assert ops["Conv"] == [6, pytest.approx(0.72)] and ops["Add"] == [3, pytest.approx(0.12)]
-    ops, run_ms = op_profile.ort_kernel_times(events, warmup=1, share=0.5)  # the interrupted run is left out
+    nodes, run_ms = op_profile.ort_node_times(events, warmup=1, share=0.5)  # the interrupted run is left out
+    ops = op_profile.by_op_type(nodes, run_ms)
     assert run_ms.tolist() == pytest.approx([0.1, 0.1])
     assert ops["Conv"] == [4, pytest.approx(0.12)] and ops["Add"] == [2, pytest.approx(0.02)]
     result = op_profile.summary(ops, run_ms, "model_run")
@@ -128,6 +134,15 @@ def test_onnx_profiles_count_the_convs_and_write_json(built, tmp_path, capsys):
     rows = {r["op"]: r for r in quantized["rows"]}
     assert "QLinearConv" in rows and "QuantizeLinear" in rows
     assert quantized["graph_nodes"]["com.microsoft:QLinearConv"][1] > 0
+    assert "by block part" in table
+    for profile in (result, quantized):  # every conv and matmul of the network is in a part of a block
+        parts = {r["part"]: r for r in profile["parts"]["rows"]}
+        assert profile["parts"]["attributed"] and profile["parts"]["peak_gmacs"] > 0
+        assert sum(r["macs"] for r in parts.values()) == count_macs(deploy_form(
+            create_model(checkpoint_path=TRAINED), "onnx", 32), 32)
+        assert parts.get("(not attributed)", {"macs": 0})["macs"] == 0
+        assert parts["MLP: fc1, GELU, fc2"]["ms"] > 0 and parts["attention: softmax(QK^T)V"]["macs"] > 0
+        assert sum(r["ms"] for r in parts.values()) == pytest.approx(profile["total_ms"], rel=1e-6)
 
 
 @pytest.mark.slow

@@ -45,6 +45,7 @@ from common.machine import machine_description, physical_cores  # noqa: E402
 from common.cli import run_cli  # noqa: E402
 from runtime.runners import ArtifactError, load_artifact, manifest_path, onnx_session, read_manifest  # noqa: E402
 from common.text_table import text_table  # noqa: E402
+from benchmarks.research.block_parts import conv_peak_gmacs, node_modules, parts_table  # noqa: E402
 
 SUFFIXES = (".onnx", ".pte")
 ET_CONTAINERS = ("Method::execute", "OPERATOR_CALL", "DELEGATE_CALL")
@@ -100,20 +101,31 @@ def summary(ops: dict[str, list], run_ms: np.ndarray, event: str) -> dict:
 
 
 # --- ONNX Runtime -------------------------------------------------------------------------------
-def ort_kernel_times(events: list[dict], warmup: int, share: float = 1.0) -> tuple[dict, np.ndarray]:
-    """{op_name: [kernel events, ms]} summed over the kept runs after ``warmup``, and their model_run ms."""
+def ort_node_times(events: list[dict], warmup: int, share: float = 1.0) -> tuple[dict, np.ndarray]:
+    """{node name: [op type, kernel events, ms]} summed over the kept runs after ``warmup``, and their
+    model_run ms."""
     runs = sorted((e for e in events if e["name"] == "model_run"), key=lambda e: e["ts"])[warmup:]
     run_ms = np.asarray([r["dur"] / 1000 for r in runs])
     keep, starts = fastest(run_ms, share), [r["ts"] for r in runs]
-    ops = defaultdict(lambda: [0, 0.0])
+    nodes = {}
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             run = bisect.bisect_right(starts, e["ts"]) - 1
             if run >= 0 and keep[run]:
-                ops[e["args"]["op_name"]][0] += 1
-                ops[e["args"]["op_name"]][1] += e["dur"] / 1000
-    ops["(session, outside kernels)"] = [0, run_ms[keep].sum() - sum(ms for _, ms in ops.values())]
-    return dict(ops), run_ms[keep]
+                node = nodes.setdefault(e["name"].removesuffix("_kernel_time"), [e["args"]["op_name"], 0, 0.0])
+                node[1] += 1
+                node[2] += e["dur"] / 1000
+    return nodes, run_ms[keep]
+
+
+def by_op_type(nodes: dict, run_ms: np.ndarray) -> dict:
+    """{op type: [kernel events, ms]} of :func:`ort_node_times`, plus the time outside kernels."""
+    ops = defaultdict(lambda: [0, 0.0])
+    for op, count, ms in nodes.values():
+        ops[op][0] += count
+        ops[op][1] += ms
+    ops["(session, outside kernels)"] = [0, run_ms.sum() - sum(ms for _, ms in ops.values())]
+    return dict(ops)
 
 
 def graph_nodes(original: Path, optimized: Path) -> dict[str, list[int]]:
@@ -138,11 +150,25 @@ def profile_onnx(path: Path, x: np.ndarray, plan: Plan) -> dict:
         for _ in range(plan.warmup + plan.runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
-        nodes = graph_nodes(path, optimized)
+        counts = graph_nodes(path, optimized)
     level = session.get_session_options().graph_optimization_level.name
+    nodes, run_ms = ort_node_times(events, plan.warmup, plan.fastest)
     return {"runtime": f"ONNX Runtime {ort.__version__} CPU EP, {level}",
-            **summary(*ort_kernel_times(events, plan.warmup, plan.fastest), "model_run"), "graph_nodes": nodes,
-            "notes": []}
+            **summary(by_op_type(nodes, run_ms), run_ms, "model_run"), "graph_nodes": counts,
+            "parts": onnx_parts(path, nodes, run_ms, plan), "notes": []}
+
+
+def onnx_parts(path: Path, nodes: dict, run_ms: np.ndarray, plan: Plan) -> dict:
+    """The kernel time of :func:`ort_node_times` by block part, beside each part's arithmetic floor."""
+    import onnx
+    model = onnx.load(str(path))
+    int8 = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    peak = conv_peak_gmacs(int8, plan.threads)
+    runs = run_ms.size
+    rows = parts_table({name: ms / runs for name, (_, _, ms) in nodes.items()},
+                       {name: op for name, (op, _, _) in nodes.items()}, model, float(run_ms.mean()), peak)
+    return {"peak_gmacs": peak, "peak_kernel": "QLinearConv" if int8 else "Conv", "rows": rows,
+            "attributed": bool(node_modules(model))}
 
 
 # --- ExecuTorch ---------------------------------------------------------------------------------
@@ -255,7 +281,21 @@ def format_profile(p: dict, top: int) -> str:
         text += ["graph nodes per op type (ONNX file -> ORT optimized graph):",
                  text_table(["op", "file", "optimized"], [[op, str(a), str(b)] for op, (a, b) in p["graph_nodes"].items()],
                             right_from=1)]
+    if "parts" in p:
+        text += format_parts(p["parts"])
     return "\n".join(text)
+
+
+def format_parts(parts: dict) -> list[str]:
+    """The kernel time by block part beside each part's arithmetic floor."""
+    if not parts["attributed"]:
+        return ["by block part: the file carries no module paths (export it again with convert/to_onnx.py)"]
+    lines = [[r["part"], f"{r['nodes']}" if r["nodes"] else "", f"{r['ms']:.4f}", f"{r['percent']:.1f}",
+              f"{r['macs'] / 1e6:.1f}" if r["macs"] else "", f"{r['floor_ms']:.4f}" if r["macs"] else "",
+              f"{r['ms'] / r['floor_ms']:.1f}x" if r["macs"] and r["ms"] > 0 else ""] for r in parts["rows"]]
+    return [f"by block part (kernels of ORT's optimized graph, per inference); floor = MACs at the peak of "
+            f"ORT's {parts['peak_kernel']} on a 256x256 1x1 conv here, {parts['peak_gmacs']:.1f} GMAC/s:",
+            text_table(["part", "kernels", "ms", "%", "MMACs", "floor ms", "ms / floor"], lines, right_from=1)]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
