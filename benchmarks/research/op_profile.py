@@ -7,7 +7,9 @@
 ``runtime.runners.OnnxRunner`` runs (``onnx_session``: CPU EP, graph optimization level left at its
 default ORT_ENABLE_ALL, ``--threads`` intra-op, 1 inter-op). Kernel events are grouped by op type; node counts per op type
 of the original graph and of the graph ORT really runs (``optimized_model_filepath``) show what it
-fused and inserted. .pte: ExecuTorch's ETDump (pybindings ``enable_etdump``) read by
+fused and inserted, and a third table puts the kernel time by block part (patch embedding, the
+attention's parts, the MLP's, norms, layout ops, quantize/dequantize; ``block_parts.py``) beside each
+part's MACs and arithmetic floor. .pte: ExecuTorch's ETDump (pybindings ``enable_etdump``) read by
 ``executorch.devtools.Inspector`` without an ETRecord: portable-kernel events and the XNNPACK
 delegate's per-op events, which XNNPACK measures in whole microseconds, floored.
 
