@@ -4,7 +4,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 import numpy as np
 
-from benchmarks.research.block_parts import PARTS, file_node, node_macs, part_of, parts_table
+from benchmarks.research.block_parts import PARTS, FileGraph, file_node, node_macs, part_of, parts_table
 from convert.to_onnx import keep_module_paths, module_paths
 from quantize.onnxrt import NAME_SCOPES
 
@@ -45,17 +45,20 @@ def test_every_node_kind_of_a_block_has_its_part(module, op, part):
 
 
 def test_ort_node_names_lead_back_to_the_file_node():
-    modules = {"node_conv2d_3": "stages.0.blocks.0.attn.coarse.reduce", "node_bmm_1": "stages.0.blocks.0.attn"}
-    assert file_node("node_conv2d_3_token_50", modules) == "node_conv2d_3"
-    assert file_node("node_bmm_1/MatmulTransposeFusion/", modules) == "node_bmm_1"
-    assert file_node("node_conv2d_3", modules) == "node_conv2d_3"
-    assert file_node("Transpose_token_41", modules) is None
+    graph = FileGraph(_tiny_model(relu=True))
+    assert file_node("node_conv2d_token_50", graph) == "node_conv2d"
+    assert file_node("node_matmul/MatmulTransposeFusion/", graph) == "node_matmul"
+    assert file_node("node_view", graph) == "node_view"
+    assert file_node("c_nchwc", graph) == "node_conv2d"  # an NCHWc conv, named after its output
+    assert file_node("a_nchwc", graph) == "node_conv2d"  # ... after the ReLU it absorbed
+    assert file_node("Transpose_token_41", graph) is None and file_node("x_nchwc", graph) is None
 
 
-def _tiny_model():
-    """x (1, 4, 8, 8) -> Conv 3x3 (8 out) -> Reshape (1, 8, 64) -> MatMul with (64, 5)."""
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="node_conv2d", pads=[1, 1, 1, 1]),
-             helper.make_node("Reshape", ["c", "shape"], ["r"], name="node_view"),
+def _tiny_model(relu=False):
+    """x (1, 4, 8, 8) -> Conv 3x3 (8 out) [-> Relu] -> Reshape (1, 8, 64) -> MatMul with (64, 5)."""
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], name="node_conv2d", pads=[1, 1, 1, 1])
+    act = [helper.make_node("Relu", ["c"], ["a"], name="node_relu")] if relu else []
+    nodes = [conv, *act, helper.make_node("Reshape", ["a" if relu else "c", "shape"], ["r"], name="node_view"),
              helper.make_node("MatMul", ["r", "m"], ["y"], name="node_matmul")]
     inits = [numpy_helper.from_array(np.zeros((8, 4, 3, 3), np.float32), "w"),
              numpy_helper.from_array(np.array([1, 8, 64], np.int64), "shape"),
@@ -63,7 +66,10 @@ def _tiny_model():
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 5])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    for node, scopes in zip(model.graph.node, (["", "b.mlp", "b.mlp.fc1", "conv2d"], ["", "b.attn", "view"], ["", "matmul"])):
+    scopes_of = {"node_conv2d": ["", "b.mlp", "b.mlp.fc1", "conv2d"], "node_relu": ["", "b.mlp", "b.mlp.fc1", "relu"],
+                 "node_view": ["", "b.attn", "view"], "node_matmul": ["", "matmul"]}
+    for node in model.graph.node:
+        scopes = scopes_of[node.name]
         entry = node.metadata_props.add()
         entry.key, entry.value = NAME_SCOPES, repr(scopes)
         entry = node.metadata_props.add()

@@ -5,8 +5,9 @@ The part of a node comes from the module path ``convert/to_onnx.py`` keeps in it
 ``module``) and its op type; ONNX Runtime's optimized graph names fused nodes after the node they
 absorbed (``node_conv2d_3_token_50``, ``node_bmm_1/MatmulTransposeFusion/``), which leads back to
 the file's node. The floor of a part is its MACs over the peak MAC rate of ONNX Runtime's own conv
-kernel (fp32 ``Conv``, int8 ``QLinearConv``) measured on a large 1x1 convolution: no part can run
-faster, and parts that are not a dense GEMM (depthwise convs, attention matmuls) run far slower.
+kernel (fp32 ``Conv``, int8 ``QLinearConv``) measured on chained large 1x1 convolutions: a bound
+that GEMM-shaped parts approach, and that parts which are not a dense GEMM (depthwise convs, the
+attention's activation x activation matmuls) stay far above.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ RULES = (
     (r"^(head(\.|$)|$)", None, PARTS[9]),
 )
 ORT_SUFFIX = re.compile(r"(_token_\d+|/.*)$")  # what ORT appends to the name of a node it rewrote
+NCHWC_SUFFIX = "_nchwc"  # ORT's blocked-layout fp32 convs: named after their output tensor
 FUSED_PREFIXES = ("QLinear", "Fused", "Nchwc")
 
 
@@ -76,14 +78,33 @@ def node_modules(model) -> dict[str, str]:
     return {node.name: p.value for node in model.graph.node for p in node.metadata_props if p.key == MODULE_KEY}
 
 
-def file_node(name: str, modules: dict[str, str]) -> str | None:
-    """The file's node an ORT graph node comes from: its own name, or that name less ORT's suffixes."""
-    while name not in modules:
+class FileGraph:
+    """The nodes of an artifact's ONNX graph by name and by the tensors they write, with module paths."""
+
+    def __init__(self, model):
+        self.nodes = {node.name: node for node in model.graph.node}
+        self.producers = {out: node for node in model.graph.node for out in node.output}
+        self.modules = node_modules(model)
+
+
+def file_node(name: str, graph: FileGraph) -> str | None:
+    """The file's node an ORT graph node comes from: its own name less ORT's suffixes, or, for the
+    NCHWc convs ORT names after the tensor they write (``conv2d_2_nchwc``, ``relu_nchwc``), the conv
+    that writes that tensor, through the activation or residual add the conv absorbed."""
+    while name not in graph.nodes:
         shorter = ORT_SUFFIX.sub("", name)
         if shorter == name:
-            return None
+            break
         name = shorter
-    return name
+    if name in graph.nodes:
+        return name
+    if not name.endswith(NCHWC_SUFFIX):
+        return None
+    node = graph.producers.get(name.removesuffix(NCHWC_SUFFIX))
+    while node is not None and node.op_type != "Conv":
+        node = next((graph.producers[i] for i in node.input
+                     if i in graph.producers and graph.producers[i].op_type == "Conv"), None)
+    return node.name if node is not None else None
 
 
 def node_macs(model) -> dict[str, int]:
@@ -110,29 +131,33 @@ def node_macs(model) -> dict[str, int]:
     return macs
 
 
-def conv_peak_gmacs(int8: bool, threads: int, channels: int = 256, side: int = 56, runs: int = 30) -> float:
-    """Peak MAC rate (GMAC/s) of ONNX Runtime's conv kernel on this CPU: a channels x channels 1x1
-    convolution on a side x side image, fp32 ``Conv`` or (``int8``) a QDQ conv ORT runs as ``QLinearConv``;
-    the best of ``runs`` timed runs after 5 warm-up runs."""
+def conv_peak_gmacs(int8: bool, threads: int, channels: int = 256, side: int = 56, depth: int = 4,
+                    runs: int = 30) -> float:
+    """Peak MAC rate (GMAC/s) of ONNX Runtime's conv kernel on this CPU: ``depth`` chained channels x
+    channels 1x1 convolutions on a side x side image, fp32 ``Conv`` or (``int8``) QDQ convs that ORT
+    runs as ``QLinearConv``s, so that the layout reorders (fp32) or the quantize/dequantize (int8) at
+    the ends of the chain weigh little; the best of ``runs`` timed runs after 5 warm-up runs."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
     rng = np.random.default_rng(0)
-    weight = rng.standard_normal((channels, channels, 1, 1)).astype(np.float32)
+    weight = rng.standard_normal((channels, channels, 1, 1)).astype(np.float32) / channels ** 0.5
     if int8:
-        scale = numpy_helper.from_array(np.float32(0.05), "s")
-        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zu"], ["xq"]),
-                 helper.make_node("DequantizeLinear", ["xq", "s", "zu"], ["xd"]),
-                 helper.make_node("DequantizeLinear", ["wq", "ws", "zw"], ["wd"], axis=0),
-                 helper.make_node("Conv", ["xd", "wd"], ["y0"]),
-                 helper.make_node("QuantizeLinear", ["y0", "s", "zu"], ["yq"]),
-                 helper.make_node("DequantizeLinear", ["yq", "s", "zu"], ["y"])]
-        inits = [scale, numpy_helper.from_array(np.uint8(128), "zu"),
-                 numpy_helper.from_array(np.clip(np.round(weight * 40), -127, 127).astype(np.int8), "wq"),
-                 numpy_helper.from_array(np.full(channels, 0.025, np.float32), "ws"),
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zu"], ["q0"])]
+        for i in range(depth):
+            nodes += [helper.make_node("DequantizeLinear", [f"q{i}", "s", "zu"], [f"d{i}"]),
+                      helper.make_node("Conv", [f"d{i}", "wd"], [f"c{i}"]),
+                      helper.make_node("QuantizeLinear", [f"c{i}", "s", "zu"], [f"q{i + 1}"])]
+        nodes += [helper.make_node("DequantizeLinear", ["wq", "ws", "zw"], ["wd"], axis=0),
+                  helper.make_node("DequantizeLinear", [f"q{depth}", "s", "zu"], ["y"])]
+        inits = [numpy_helper.from_array(np.float32(0.05), "s"), numpy_helper.from_array(np.uint8(128), "zu"),
+                 numpy_helper.from_array(np.clip(np.round(weight * 1000), -127, 127).astype(np.int8), "wq"),
+                 numpy_helper.from_array(np.full(channels, 1e-3, np.float32), "ws"),
                  numpy_helper.from_array(np.zeros(channels, np.int8), "zw")]
     else:
-        nodes, inits = [helper.make_node("Conv", ["x", "w"], ["y"])], [numpy_helper.from_array(weight, "w")]
+        nodes = [helper.make_node("Conv", [f"c{i - 1}" if i else "x", "w"], [f"c{i}" if i < depth - 1 else "y"])
+                 for i in range(depth)]
+        inits = [numpy_helper.from_array(weight, "w")]
     shape = [1, channels, side, side]
     graph = helper.make_graph(nodes, "conv_peak", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], inits)
@@ -150,7 +175,7 @@ def conv_peak_gmacs(int8: bool, threads: int, channels: int = 256, side: int = 5
         session.run(None, feed)
         if i >= 5:
             best = min(best, time.perf_counter() - start)
-    return channels * channels * side * side / best / 1e9
+    return depth * channels * channels * side * side / best / 1e9
 
 
 def parts_table(kernel_ms: dict[str, float], ort_ops: dict[str, str], model, runs_total_ms: float,
@@ -160,11 +185,11 @@ def parts_table(kernel_ms: dict[str, float], ort_ops: dict[str, str], model, run
     ``kernel_ms``: {ORT node name: ms per inference}; ``ort_ops``: {ORT node name: op type}; ``model``:
     the artifact's ONNX model (module paths and shapes); ``runs_total_ms``: one inference, profiled.
     """
-    modules, macs = node_modules(model), node_macs(model)
-    op_types = {node.name: node.op_type for node in model.graph.node}
+    graph, macs = FileGraph(model), node_macs(model)
+    modules, op_types = graph.modules, {name: node.op_type for name, node in graph.nodes.items()}
     rows = {part: {"part": part, "ms": 0.0, "nodes": 0, "macs": 0} for part in PARTS}
     for name, ms in kernel_ms.items():
-        source = file_node(name, modules)
+        source = file_node(name, graph)
         part = part_of(modules.get(source), ort_ops.get(name, op_types.get(source, "")))
         rows[part]["ms"] += ms
         rows[part]["nodes"] += 1

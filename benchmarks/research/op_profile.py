@@ -296,7 +296,7 @@ def format_parts(parts: dict) -> list[str]:
               f"{r['macs'] / 1e6:.1f}" if r["macs"] else "", f"{r['floor_ms']:.4f}" if r["macs"] else "",
               f"{r['ms'] / r['floor_ms']:.1f}x" if r["macs"] and r["ms"] > 0 else ""] for r in parts["rows"]]
     return [f"by block part (kernels of ORT's optimized graph, per inference); floor = MACs at the peak of "
-            f"ORT's {parts['peak_kernel']} on a 256x256 1x1 conv here, {parts['peak_gmacs']:.1f} GMAC/s:",
+            f"ORT's {parts['peak_kernel']} (four chained 256x256 1x1 convs, 56x56) here, {parts['peak_gmacs']:.1f} GMAC/s:",
             text_table(["part", "kernels", "ms", "%", "MMACs", "floor ms", "ms / floor"], lines, right_from=1)]
 
 
