@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.to_onnx import MODULE_KEY
+
 PARTS = ("patch embedding", "attention: token aggregation (reduce, norm, GELU)",
          "attention: q, k/v and output projections", "attention: local conv of V",
          "attention: softmax(QK^T)V", "MLP: fc1, GELU, fc2", "MLP: depthwise conv",
@@ -25,7 +27,6 @@ PARTS = ("patch embedding", "attention: token aggregation (reduce, norm, GELU)",
 LAYOUT_OPS = {"Transpose", "Reshape", "Slice", "Split", "Concat", "Flatten", "Squeeze", "Unsqueeze",
               "ReorderInput", "ReorderOutput", "Identity"}
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
-MODULE_KEY = "module"  # convert/to_onnx.py's node metadata
 # (module path pattern, op types or None for any, part), the first match wins
 RULES = (
     (r"\.entry(\.|$)", None, PARTS[0]),
