@@ -9,7 +9,6 @@ the transposes (docs/quantization.md).
 """
 from __future__ import annotations
 
-import ast
 import json
 import sys
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import torch
 
 from convert.cli import main
 from convert.pipeline import Converter, ConvertError, Exported, Job
-from quantize.onnxrt import ACTIVATIONS, METHODS, NAME_SCOPES, quantize_qdq
+from quantize.onnxrt import ACTIVATIONS, METHODS, name_scopes, quantize_qdq
 
 MIN_OPSET = 18
 OPSET = 20  # the first with a Gelu op
@@ -79,12 +78,8 @@ def export_onnx(job: Job, tmp: Path) -> Exported:
 
 def module_paths(proto) -> dict[str, str]:
     """{node name: the innermost module the exporter traced it in ("" for the model itself)}."""
-    paths = {}
-    for node in proto.graph.node:
-        scopes = next((ast.literal_eval(p.value) for p in node.metadata_props if p.key == NAME_SCOPES), None)
-        if scopes:  # [module, submodule, ..., FX node name]
-            paths[node.name] = scopes[-2] if len(scopes) > 1 else ""
-    return paths
+    return {node.name: scopes[-2] if len(scopes) > 1 else "" for node in proto.graph.node
+            if (scopes := name_scopes(node))}
 
 
 def keep_module_paths(proto, paths: dict[str, str]) -> None:

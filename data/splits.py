@@ -1,9 +1,8 @@
 """Deterministic seeded splits and subsets of index sets."""
 from __future__ import annotations
 
-from typing import Sequence
-
 import sys
+from typing import Sequence
 
 import numpy as np
 

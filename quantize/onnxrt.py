@@ -31,6 +31,12 @@ NAME_SCOPES = "pkg.torch.onnx.name_scopes"  # the exporter's per-node metadata: 
 CALIBRATOR_OPTIONS = {"percentile": {}, "minmax": {}, "entropy": {"num_bins": 2048, "num_quantized_bins": 128}}
 
 
+def name_scopes(node) -> list[str]:
+    """The module paths the exporter traced an ONNX node in, outermost first, then the FX node's name
+    ([] for a node it did not make)."""
+    return next((ast.literal_eval(p.value) for p in node.metadata_props if p.key == NAME_SCOPES), [])
+
+
 def float_nodes(model_path: Path, float_modules: Iterable[str]) -> list[str]:
     """Names of the nodes that belong to any of ``float_modules`` (from the exporter's name scopes)."""
     import onnx
@@ -39,7 +45,7 @@ def float_nodes(model_path: Path, float_modules: Iterable[str]) -> list[str]:
         return []
     names = []
     for node in onnx.load(str(model_path)).graph.node:
-        scopes = next((ast.literal_eval(p.value) for p in node.metadata_props if p.key == NAME_SCOPES), [])
+        scopes = name_scopes(node)
         if any(scope == prefix or scope.startswith(prefix + ".") for scope in scopes for prefix in prefixes):
             names.append(node.name)
     return names
