@@ -21,6 +21,7 @@ from data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from model import create_model, file_sha256, make_meta, save_checkpoint  # noqa: E402
 from train import train as train_cli  # noqa: E402
 from train.cutmix import CutMix  # noqa: E402
+from train.distill import Teacher  # noqa: E402
 from train.evaluate import main as evaluate_main  # noqa: E402
 
 COLORS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
@@ -147,6 +148,49 @@ def test_cutmix_pastes_one_box_of_a_partner_and_mixes_the_loss_by_area():
     assert CutMix(0.0)(images, targets, np.random.default_rng(0)).images is images
     mixed_share = sum(CutMix(0.5)(images, targets, np.random.default_rng(s)).keep < 1 for s in range(200)) / 200
     assert 0.35 < mixed_share < 0.65
+
+
+def test_teacher_targets_average_the_image_and_its_mirror_and_the_loss_is_zero_only_in_agreement():
+    torch.manual_seed(0)
+    model = create_model("shunted_nano", num_classes=5, input_size=32)
+    images = torch.rand(4, 3, 32, 32)
+    teacher = Teacher(model, weight=0.7, temperature=2.0)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    with torch.no_grad():
+        own, mirrored = (torch.softmax(model(x) / 2.0, 1) for x in (images, images.flip(-1)))
+    targets = teacher.targets(images)
+    assert torch.allclose(targets, (own + mirrored) / 2, atol=1e-6) and not torch.allclose(targets, own, atol=1e-4)
+    assert teacher.loss(2.0 * targets.log(), targets).item() == pytest.approx(0.0, abs=1e-5)  # T * log p: same p
+    other = torch.randn(4, 5)
+    assert teacher.loss(other, targets).item() > 0.01
+    labels_loss = torch.tensor(3.0)
+    assert teacher.mix(labels_loss, other, images).item() == pytest.approx(
+        0.3 * 3.0 + 0.7 * teacher.loss(other, targets).item(), rel=1e-5)
+    for weight, temperature in ((0.0, 1.0), (1.0, 1.0), (0.5, 0.0)):
+        with pytest.raises(ValueError):
+            Teacher(model, weight, temperature)
+
+
+def test_distillation_trains_from_a_teacher_of_the_same_classes_only(folder, tmp_path, capsys):
+    train_cli.run(["--data", str(folder), "--epochs", "1", "--output", str(tmp_path / "base"), *QUICK])
+    teacher = tmp_path / "base" / "final.pt"
+    train_cli.run(["--checkpoint", str(teacher), "--teacher", str(teacher), "--distill", "0.7", "--data", str(folder),
+                   "--epochs", "2", "--output", str(tmp_path / "kd"), "--batch-size", "6"])
+    extra = training_state(tmp_path / "kd" / "last.pt")["extra"]
+    assert extra["args"]["teacher"] == str(teacher) and extra["args"]["distill"] == 0.7
+    assert len(extra["history"]) == 2 and all(np.isfinite(h["loss"]) for h in extra["history"])
+
+    other = tmp_path / "fmnist.pt"
+    save_checkpoint(other, create_model("shunted_nano", num_classes=10, input_size=32),
+                    make_meta("shunted_nano", 10, 32, FASHION_MNIST_CLASSES, fashion_mnist_preprocess(32)))
+    capsys.readouterr()
+    assert train_cli.main(["--data", str(folder), "--teacher", str(other), "--epochs", "1",
+                           "--output", str(tmp_path / "bad"), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --teacher") and "same data" in err and err.count("\n") == 1, err
+    assert train_cli.main(["--data", str(folder), "--teacher", str(teacher), "--distill", "1",
+                           "--output", str(tmp_path / "bad2"), *QUICK]) == 2
+    assert "--distill must be > 0 and < 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("case", ["empty folder", "missing idx", "bad path", "unwritable output", "cutmix 1.5",

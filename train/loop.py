@@ -16,6 +16,7 @@ from model.shunted import LayerNorm2d
 
 from .cli import TrainError
 from .cutmix import CutMix
+from .distill import Teacher
 from .distributed import Context, all_reduce_sum
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
@@ -82,9 +83,11 @@ def non_finite_message(loss: float, step: int, precision: Precision) -> str:
 def train_one_epoch(model: nn.Module, loader, steps: int, *, optimizer: torch.optim.Optimizer,
                     scheduler: LambdaLR, scaler: torch.amp.GradScaler, criterion: nn.Module,
                     precision: Precision, clip_grad: float, ctx: Context, desc: str,
-                    cutmix: CutMix = CutMix(0.0), rng: np.random.Generator | None = None) -> dict:
+                    cutmix: CutMix = CutMix(0.0), rng: np.random.Generator | None = None,
+                    teacher: Teacher | None = None) -> dict:
     """Train for ``steps`` batches of ``loader``; mean loss, accuracy (%, against each image's own
-    label) and img/s over all processes. ``cutmix`` mixes a share of the batches, drawing from ``rng``."""
+    label) and img/s over all processes. ``cutmix`` mixes a share of the batches, drawing from ``rng``;
+    a ``teacher`` adds its distillation loss on the same (mixed) images."""
     model.train()
     device = ctx.device
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, images
@@ -100,6 +103,8 @@ def train_one_epoch(model: nn.Module, loader, steps: int, *, optimizer: torch.op
         with precision.autocast(device):
             logits = model(mixed.images)
             loss = mixed.loss(criterion, logits)
+            if teacher is not None:
+                loss = teacher.mix(loss, logits, mixed.images)
         if not torch.isfinite(loss):
             raise TrainError(non_finite_message(loss.item(), step, precision))
         optimizer.zero_grad(set_to_none=True)

@@ -5,6 +5,7 @@
     torchrun --nproc_per_node=4 train/train.py ...            (DDP: NCCL on GPUs, gloo on CPU)
     python train/train.py --resume runs/fmnist/last.pt --epochs 20     (continue a run)
     python train/train.py --checkpoint shunted_t.pth --reset-head --data my_images/ --input-size 224
+    python train/train.py --checkpoint student.pt --teacher trained.pt --distill 0.7 ...   (distillation)
 
 Every epoch writes OUTPUT/last.pt (weights, metadata, optimizer/scheduler/RNG state); the end of
 the run writes the weights-only OUTPUT/final.pt (or --final). --batch-size is per process.
@@ -37,6 +38,7 @@ from model import create_model, list_models, make_meta, read_checkpoint  # noqa:
 from train import cli, distributed  # noqa: E402
 from train.evaluate import class_counts, summarize  # noqa: E402
 from train.cutmix import CutMix  # noqa: E402
+from train.distill import Teacher  # noqa: E402
 from train.loop import AMP_CHOICES, Precision, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
 from train.state import (read_training_state, rng_state, save_training_checkpoint, save_weights,  # noqa: E402
                          set_rng_state)
@@ -47,7 +49,7 @@ DEFAULTS = {"model": "shunted_nano", "data": "fashion-mnist", "input_size": None
             "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 1.0,
             "label_smoothing": 0.1, "cutmix": 0.0, "augment": "crop-flip", "val_fraction": 0.1, "drop_path": 0.0, "clip_grad": 1.0, "seed": 0, "workers": None,
             "output": "runs/train", "final": None, "weights_dtype": "float32", "steps": None, "amp": "auto",
-            "compile": False}
+            "compile": False, "teacher": None, "distill": 0.5, "distill_temperature": 1.0}
 NAMED_SPECS = {"fashion-mnist": fashion_mnist_preprocess, "cifar10": cifar10_preprocess}  # default size 32
 LEGACY_KEYS = {"img_size": "input_size"}  # argument names of runs saved by earlier versions
 WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -90,6 +92,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision: CUDA auto = bf16, else fp16; CPU: bf16 (faster on CPUs with native bf16) or off (default auto)")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the training step (faster on CPU after a compile of minutes; docs/training.md)")
+    p.add_argument("--teacher", help="distil from these trained weights (same classes and input size), which "
+                                     "see each training image and its mirror (train/distill.py)")
+    p.add_argument("--distill", type=float, help="with --teacher: weight of its loss, the labels' loss keeps the rest "
+                                                 f"(default {DEFAULTS['distill']})")
+    p.add_argument("--distill-temperature", type=float,
+                   help=f"with --teacher: softmax temperature (default {DEFAULTS['distill_temperature']})")
     return p.parse_args(argv)
 
 
@@ -97,7 +105,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 RANGES = {"epochs": (0, None, False), "batch_size": (0, None, False), "steps": (0, None, False),
           "input_size": (0, None, False), "lr": (0, None, False), "weight_decay": (0, None, True),
           "warmup_epochs": (0, None, True), "label_smoothing": (0, 1, True), "cutmix": (0, 1, True), "drop_path": (0, 1, True),
-          "val_fraction": (0, 1, True),
+          "val_fraction": (0, 1, True), "distill": (0, 1, False), "distill_temperature": (0, None, False),
           "clip_grad": (0, None, True), "workers": (0, None, True)}
 
 
@@ -155,6 +163,19 @@ def build_model(args: argparse.Namespace, config: dict, spec: dict, classes: lis
     model.meta = make_meta(model.meta["variant"], len(classes), config["input_size"], classes, spec, source=source,
                            dataset=dataset_name(config["data"]) or str(config["data"]))
     return model
+
+
+def load_teacher(config: dict, meta: dict, device: torch.device) -> Teacher | None:
+    """The run's teacher, checked to know the student's classes at its input size; None without one."""
+    if not config["teacher"]:
+        return None
+    model = create_model(checkpoint_path=config["teacher"])
+    same = [model.meta.get(key) == meta.get(key) for key in ("labels", "input_size", "preprocess")]
+    if not all(same):
+        raise cli.TrainError(f"--teacher {config['teacher']} knows {model.meta['num_classes']} classes at "
+                             f"{model.meta['input_size']} px, the student {meta['num_classes']} at {meta['input_size']} px; "
+                             "pass a teacher trained on the same data, input size and preprocessing")
+    return Teacher(model.to(device), config["distill"], config["distill_temperature"])
 
 
 class Data(NamedTuple):
@@ -225,6 +246,7 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
     step_model = torch.compile(ddp, dynamic=False) if config["compile"] else ddp  # the last batch: one more graph
     criterion = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
     cutmix = CutMix(config["cutmix"])
+    teacher = load_teacher(config, meta, ctx.device)
 
     start_epoch, history = 0, []
     torch.manual_seed(config["seed"] + ctx.rank)  # different drop-path masks per process
@@ -238,7 +260,8 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
     if ctx.is_main:
         print(f"{meta['variant']} at {meta['input_size']}px, {len(classes)} classes, {len(data.train_set)} train images, "
               f"{steps} steps/epoch x {ctx.world_size} process(es) on {ctx.device}"
-              + (f", resuming after epoch {start_epoch}" if saved else ""), flush=True)
+              + (f", resuming after epoch {start_epoch}" if saved else "")
+              + (f", distilling from {config['teacher']}" if teacher else ""), flush=True)
 
     for epoch in range(start_epoch, config["epochs"]):
         data.sampler.set_epoch(epoch)
@@ -246,7 +269,8 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
         stats = train_one_epoch(step_model, data.train_loader, steps, optimizer=optimizer, scheduler=scheduler,
                                 scaler=scaler, criterion=criterion, precision=precision,
                                 clip_grad=config["clip_grad"], ctx=ctx, desc=f"epoch {epoch + 1}/{config['epochs']}",
-                                cutmix=cutmix, rng=np.random.default_rng([config["seed"], epoch, ctx.rank]))
+                                cutmix=cutmix, rng=np.random.default_rng([config["seed"], epoch, ctx.rank]),
+                                teacher=teacher)
         distributed.broadcast_buffers(model, ctx)
         val = None
         if data.val_loader is not None:
