@@ -188,6 +188,7 @@ def test_distillation_trains_from_a_teacher_of_the_same_classes_only(folder, tmp
                            "--output", str(tmp_path / "bad"), *QUICK]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --teacher") and "same data" in err and err.count("\n") == 1, err
+    assert "differs from the student in labels" in err and "T-shirt/top" in err, err
     assert train_cli.main(["--data", str(folder), "--teacher", str(teacher), "--distill", "1",
                            "--output", str(tmp_path / "bad2"), *QUICK]) == 2
     assert "--distill must be > 0 and < 1" in capsys.readouterr().err

@@ -165,15 +165,23 @@ def build_model(args: argparse.Namespace, config: dict, spec: dict, classes: lis
     return model
 
 
+def _describe(meta: dict, keys: list[str]) -> str:
+    """The values of ``keys`` in ``meta`` that a person can compare, in a few words."""
+    labels = list(meta.get("labels") or [])
+    words = {"labels": f"{len(labels)} classes ({', '.join(labels[:2])}, ...)", "input_size": f"{meta.get('input_size')} px",
+             "preprocess": f"preprocessing {meta.get('preprocess')}"}
+    return ", ".join(words[key] for key in keys)
+
+
 def load_teacher(config: dict, meta: dict, device: torch.device) -> Teacher | None:
     """The run's teacher, checked to know the student's classes at its input size; None without one."""
     if not config["teacher"]:
         return None
     model = create_model(checkpoint_path=config["teacher"])
-    same = [model.meta.get(key) == meta.get(key) for key in ("labels", "input_size", "preprocess")]
-    if not all(same):
-        raise cli.TrainError(f"--teacher {config['teacher']} knows {model.meta['num_classes']} classes at "
-                             f"{model.meta['input_size']} px, the student {meta['num_classes']} at {meta['input_size']} px; "
+    differ = [key for key in ("labels", "input_size", "preprocess") if model.meta.get(key) != meta.get(key)]
+    if differ:
+        raise cli.TrainError(f"--teacher {config['teacher']} differs from the student in {' and '.join(differ)}: "
+                             f"{_describe(model.meta, differ)} against {_describe(meta, differ)}; "
                              "pass a teacher trained on the same data, input size and preprocessing")
     return Teacher(model.to(device), config["distill"], config["distill_temperature"])
 
