@@ -34,7 +34,7 @@ def finetuned(folder: Path) -> dict:
 
 
 def official_t(folder: Path) -> dict:
-    from reference_shunted import build_reference, official_checkpoint, randomize_
+    from benchmarks.research.published_shunted import build_reference, official_checkpoint, randomize_
     reference = build_reference("shunted_t")
     randomize_(reference, seed=0)
     path = folder / "shunted_t_official_random.pth"

@@ -1,6 +1,6 @@
 """Equivalence of model/ (export-friendly rewrite) with an independent (B, N, C) reference.
 
-The reference (tests/reference_shunted.py) is written straight from the published
+The reference (benchmarks/research/published_shunted.py) is written straight from the published
 architecture with the official state_dict key names; it is randomized with seeded,
 realistic-scale values, saved in the official training-checkpoint format and loaded
 through model.create_model(...). Logits must agree to 1e-4 in float32.
@@ -18,8 +18,8 @@ for _p in (str(HERE), str(HERE.parent)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from reference_shunted import (VARIANTS, build_reference, official_checkpoint,  # noqa: E402
-                               randomize_)
+from benchmarks.research.published_shunted import (VARIANTS, build_reference,  # noqa: E402
+                                                   official_checkpoint, randomize_)
 
 torch.set_num_threads(2)
 

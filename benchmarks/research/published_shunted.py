@@ -2,7 +2,8 @@
 
 Written from the published description in the plain (B, N, C) token formulation
 with nn.Linear layers; state_dict keys match the official SSA.py checkpoints.
-Used only by the tests to prove equivalence of the export-friendly rewrite.
+The tests prove the export-friendly rewrite equivalent to it (tests/test_equivalence.py);
+benchmarks/research/vs_published.py exports it as it is, the baseline of our speed-ups.
 """
 import argparse
 import math
