@@ -57,7 +57,7 @@ def _rename_official(key: str, stem_patch_index: int) -> str:
 
 
 def _to_official(key: str, stem_patch_index: int) -> str:
-    """Inverse of :func:`_rename_official` (used to name keys in error messages)."""
+    """Inverse of :func:`_rename_official` (error messages; :meth:`Checkpoint.file_key`)."""
     if m := re.fullmatch(r"stages\.0\.entry\.(convs\.(\d+)|patch|norm)\.(.+)", key):
         part = "norm" if m[1] == "norm" else f"conv.{m[2] if m[2] else stem_patch_index}"
         return f"patch_embed1.{part}.{m[3]}"
@@ -68,8 +68,10 @@ def _to_official(key: str, stem_patch_index: int) -> str:
         return f"block{int(m[1]) + 1}.{m[2]}.attn.{official}.{m[4]}"
     if m := re.fullmatch(r"stages\.(\d)\.blocks\.(\d+)\.mlp\.dwconv\.(.+)", key):
         return f"block{int(m[1]) + 1}.{m[2]}.mlp.dwconv.dwconv.{m[3]}"
-    if m := re.fullmatch(r"stages\.(\d)\.(blocks\.)?(.+)", key):
-        return f"block{int(m[1]) + 1}.{m[3]}" if m[2] else f"norm{int(m[1]) + 1}.{m[3]}"
+    if m := re.fullmatch(r"stages\.(\d)\.blocks\.(.+)", key):
+        return f"block{int(m[1]) + 1}.{m[2]}"
+    if m := re.fullmatch(r"stages\.(\d)\.norm\.(.+)", key):
+        return f"norm{int(m[1]) + 1}.{m[2]}"
     return key
 
 

@@ -228,6 +228,14 @@ def test_plain_state_dict_loads_and_matches(api, refs, workdir, name):
     assert diff <= TOL
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_official_key_names_survive_the_round_trip(refs, name):
+    from model import read_checkpoint
+    stored = read_checkpoint(refs(name)["official"])
+    assert stored.official
+    assert {stored.file_key(key) for key in stored.state_dict} == set(refs(name)["ref"].state_dict())
+
+
 def test_safetensors_loads_and_matches(api, refs, workdir):
     st = pytest.importorskip("safetensors.torch")
     r = refs("shunted_t")
