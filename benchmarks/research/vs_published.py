@@ -47,7 +47,7 @@ ROWS = (("published", "fp32"), ("ours", "fp32"), ("ours", "int8"))
 
 
 class PublishedError(UserError):
-    """Weights the published formulation cannot hold, or an artifact that failed to build."""
+    """Weights the published formulation cannot hold, or an artifact that could not be timed."""
 
 
 def random_official(variant: str, directory: Path) -> Path:
@@ -75,9 +75,7 @@ def published_model(checkpoint: Path) -> torch.nn.Module:
 
 def artifact(fmt: str, side: str, precision: str, request: ConvertRequest, directory: Path) -> Path:
     """Where the ``side`` (published or ours) ``precision`` artifact of ``request``'s weights goes."""
-    size = request.input_size
-    name = f"{request.checkpoint.stem}_{side}_{size}_{precision}{converter(fmt).suffix}"
-    return directory / name
+    return directory / f"{request.checkpoint.stem}_{side}_{request.input_size}_{precision}{converter(fmt).suffix}"
 
 
 def build(fmt: str, side: str, precision: str, request: ConvertRequest, directory: Path, published: torch.nn.Module,
