@@ -168,8 +168,8 @@ def build_model(args: argparse.Namespace, config: dict, spec: dict, classes: lis
 def _describe(meta: dict, keys: list[str]) -> str:
     """The values of ``keys`` in ``meta`` that a person can compare, in a few words."""
     labels = list(meta.get("labels") or [])
-    words = {"labels": f"{len(labels)} classes ({', '.join(labels[:2])}, ...)", "input_size": f"{meta.get('input_size')} px",
-             "preprocess": f"preprocessing {meta.get('preprocess')}"}
+    words = {"labels": f"{len(labels)} classes ({', '.join(labels[:2])}, ...)",
+             "input_size": f"{meta.get('input_size')} px", "preprocess": f"preprocessing {meta.get('preprocess')}"}
     return ", ".join(words[key] for key in keys)
 
 

@@ -39,7 +39,8 @@ from common.text_table import text_table  # noqa: E402
 from convert.api import ConvertRequest, VerificationFailed, convert, converter  # noqa: E402
 from convert.manifest import finalize, remove, temporary_path  # noqa: E402
 from convert.pipeline import export_unverified, prepare, verify  # noqa: E402
-from model import create_model, file_sha256, read_checkpoint  # noqa: E402
+from model import file_sha256, read_checkpoint  # noqa: E402
+from model.checkpoint import describe_architecture, identify_variant  # noqa: E402
 
 FORMATS = ("onnx", "executorch")
 RUNTIMES = {"onnx": "ONNX Runtime", "executorch": "ExecuTorch XNNPACK"}
@@ -65,10 +66,11 @@ def published_model(checkpoint: Path) -> torch.nn.Module:
     if not stored.official:
         raise PublishedError(f"{checkpoint} does not use the official key names (patch_embed1..., block1...); "
                              f"pass an official Shunted-T/S/B checkpoint, or --model NAME for random weights")
-    meta = create_model(checkpoint_path=checkpoint).meta
-    if meta["variant"] not in VARIANTS:
-        raise PublishedError(f"{checkpoint} holds {meta['variant']}, not a published variant ({', '.join(VARIANTS)})")
-    model = build_reference(meta["variant"], meta["num_classes"])
+    variant = identify_variant(stored.state_dict)
+    if variant not in VARIANTS:
+        raise PublishedError(f"{checkpoint} holds {variant or 'an unknown network'}, not a published variant "
+                             f"({', '.join(VARIANTS)})")
+    model = build_reference(variant, describe_architecture(stored.state_dict)["num_classes"])
     model.load_state_dict({stored.file_key(key): value for key, value in stored.state_dict.items()})
     return model.eval()
 
