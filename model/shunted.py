@@ -55,6 +55,10 @@ VARIANTS: dict[str, ShuntedConfig] = {
     "shunted_nano_s16": ShuntedConfig(
         depths=(1, 1, 2, 1), stem_convs=0, embed_dims=(32, 64, 128, 256),
         num_heads=(2, 4, 8, 16), mlp_ratios=(4, 4, 4, 4), stem_stride=1),
+    # nano_s16 with Shunted-T's depths: grown from trained nano_s16 weights by train/deepen.py.
+    "shunted_nano_s16_deep": ShuntedConfig(
+        depths=(1, 2, 4, 1), stem_convs=0, embed_dims=(32, 64, 128, 256),
+        num_heads=(2, 4, 8, 16), mlp_ratios=(4, 4, 4, 4), stem_stride=1),
 }
 
 INPUT_MULTIPLE = 32  # total stride of the network

@@ -5,7 +5,7 @@ import torch
 from model import CheckpointError, create_model, list_models, save_checkpoint
 from model.graph_stats import count_macs, export, graph_stats
 
-EDGE = ["shunted_nano", "shunted_micro", "shunted_nano_s16"]
+EDGE = ["shunted_nano", "shunted_micro", "shunted_nano_s16", "shunted_nano_s16_deep"]
 
 
 def test_list_models_has_published_and_edge_variants():
