@@ -56,3 +56,4 @@ def test_vs_published_builds_verifies_and_times_both_runtimes(tmp_path):
         manifest = json.loads((tmp_path / "art" / f"{path.split('/')[-1]}.json").read_text())
         assert manifest["verification"]["status"] == "passed", name
         assert ("graph" in manifest) == name.split()[1].startswith("published")
+        assert manifest["seconds"] > 0, name

@@ -22,6 +22,7 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -95,7 +96,7 @@ def build(fmt: str, side: str, precision: str, request: ConvertRequest, director
     format_converter = converter(fmt)
     job, _ = prepare(format_converter, request)
     job = replace(job, deploy_model=published)  # exported as published: no deploy form, no rewrite
-    tmp = temporary_path(path)
+    tmp, start = temporary_path(path), time.perf_counter()
     try:
         manifest, _ = export_unverified(format_converter, job, tmp)
         manifest["graph"] = "published (B, N, C) formulation, exported as it is"
@@ -103,6 +104,7 @@ def build(fmt: str, side: str, precision: str, request: ConvertRequest, director
         if manifest["verification"].get("missed"):
             raise VerificationFailed(f"the published {fmt} export does not match our model: "
                                      + "; ".join(manifest["verification"]["missed"]))
+        manifest["seconds"] = round(time.perf_counter() - start, 2)
         finalize(tmp, path, manifest, force=True)
     finally:
         remove(tmp)
