@@ -16,18 +16,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-
 import torch  # noqa: E402
 
-from common.outputs import OutputError, check_output  # noqa: E402
-from model import VARIANTS, CheckpointError, ModelError, create_model, save_checkpoint  # noqa: E402
+from common.cli import Parser, run_cli  # noqa: E402
+from common.errors import UserError  # noqa: E402
+from common.outputs import check_output  # noqa: E402
+from model import VARIANTS, create_model, save_checkpoint  # noqa: E402
 from model.shunted import ShuntedTransformer  # noqa: E402
 
 RESIDUAL_OUTPUTS = ("attn.proj", "mlp.fc2")
 
 
-class DeepenError(ValueError):
+class DeepenError(UserError, ValueError):
     """The target variant cannot be grown from the source."""
 
 
@@ -74,28 +74,27 @@ def max_difference(a: torch.nn.Module, b: torch.nn.Module, input_size: int, samp
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="trained weights (ours or an official checkpoint)")
     p.add_argument("--model", required=True, choices=list(VARIANTS), help="deeper variant with the same widths")
     p.add_argument("--output", required=True, help="where to write the grown checkpoint (.pt or .safetensors)")
     p.add_argument("--force", action="store_true", help="overwrite --output")
     args = p.parse_args(argv)
-    try:
+
+    def command() -> int:
         output = Path(args.output)
         check_output(output, args.force)
         source = create_model(checkpoint_path=args.checkpoint)
         grown = grow(source, args.model)
         diff = max_difference(source, grown, source.meta["input_size"])
         if diff > 1e-4:
-            raise DeepenError(f"the grown model differs from the source by {diff:.2e}; this is a bug, please report it")
+            raise RuntimeError(f"the grown model differs from the source by {diff:.2e}")
         save_checkpoint(output, grown, grown.meta, overwrite=args.force)
-    except (DeepenError, CheckpointError, ModelError, OutputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{output}: {args.model} grown from {Path(args.checkpoint).name} (depths {source.config.depths} -> "
-          f"{grown.config.depths}), max logit difference {diff:.1e}")
-    return 0
+        print(f"{output}: {args.model} grown from {Path(args.checkpoint).name} (depths {source.config.depths} -> "
+              f"{grown.config.depths}), max logit difference {diff:.1e}")
+        return 0
 
+    return run_cli(command)
 
 if __name__ == "__main__":
     sys.exit(main())
