@@ -22,6 +22,7 @@ from model import create_model, file_sha256, make_meta, save_checkpoint  # noqa:
 from train import train as train_cli  # noqa: E402
 from train.cutmix import CutMix  # noqa: E402
 from train.distill import Teacher  # noqa: E402
+from train.ema import WeightAverage  # noqa: E402
 from train.evaluate import main as evaluate_main  # noqa: E402
 
 COLORS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
@@ -192,6 +193,40 @@ def test_distillation_trains_from_a_teacher_of_the_same_classes_only(folder, tmp
     assert train_cli.main(["--data", str(folder), "--teacher", str(teacher), "--distill", "1",
                            "--output", str(tmp_path / "bad2"), *QUICK]) == 2
     assert "--distill must be > 0 and < 1" in capsys.readouterr().err
+
+
+def test_weight_average_moves_each_float_tensor_by_one_minus_decay_and_copies_integers():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    ema = WeightAverage(model, 0.75)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].num_batches_tracked.fill_(7)
+    ema.update()
+    average = ema.state_dict()
+    assert torch.allclose(average["0.weight"], start["0.weight"] + 0.25)
+    assert torch.equal(average["0.bias"], start["0.bias"]) and average["1.num_batches_tracked"].item() == 7
+    assert not any(p.requires_grad for p in ema.model.parameters()) and not ema.model.training
+    for decay in (0.0, 1.0):
+        with pytest.raises(ValueError):
+            WeightAverage(model, decay)
+
+
+def test_ema_run_writes_the_average_as_final_weights_and_resume_restores_it(folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    train_cli.run(["--data", str(folder), "--ema", "0.8", "--epochs", "2", "--output", str(run), *QUICK])
+    assert "(the EMA of the weights)" in capsys.readouterr().out
+    last = training_state(run / "last.pt")
+    final = training_state(run / "final.pt")["state_dict"]
+    average, weights = last["extra"]["ema"], last["state_dict"]
+    assert all(torch.equal(final[k], average[k]) for k in final)  # final.pt holds the average ...
+    assert not torch.allclose(final["head.weight"], weights["head.weight"])  # ... not the last step's weights
+    assert all(h["val_top1_ema"] is not None for h in last["extra"]["history"])
+    (run / "final.pt").unlink()
+    train_cli.run(["--resume", str(run / "last.pt"), "--epochs", "2"])  # nothing left to train: writes final.pt
+    resumed = training_state(run / "final.pt")["state_dict"]
+    assert all(torch.equal(resumed[k], average[k]) for k in resumed)  # the saved average, not restarted
 
 
 @pytest.mark.parametrize("case", ["empty folder", "missing idx", "bad path", "unwritable output", "cutmix 1.5",

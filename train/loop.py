@@ -18,6 +18,7 @@ from .cli import TrainError
 from .cutmix import CutMix
 from .distill import Teacher
 from .distributed import Context, all_reduce_sum
+from .ema import WeightAverage
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 
@@ -84,10 +85,11 @@ def train_one_epoch(model: nn.Module, loader, steps: int, *, optimizer: torch.op
                     scheduler: LambdaLR, scaler: torch.amp.GradScaler, criterion: nn.Module,
                     precision: Precision, clip_grad: float, ctx: Context, desc: str,
                     cutmix: CutMix = CutMix(0.0), rng: np.random.Generator | None = None,
-                    teacher: Teacher | None = None) -> dict:
+                    teacher: Teacher | None = None, ema: WeightAverage | None = None) -> dict:
     """Train for ``steps`` batches of ``loader``; mean loss, accuracy (%, against each image's own
     label) and img/s over all processes. ``cutmix`` mixes a share of the batches, drawing from ``rng``;
-    a ``teacher`` adds its distillation loss on the same (mixed) images."""
+    a ``teacher`` adds its distillation loss on the same (mixed) images; ``ema`` is updated after
+    every step."""
     model.train()
     device = ctx.device
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, images
@@ -115,6 +117,8 @@ def train_one_epoch(model: nn.Module, loader, steps: int, *, optimizer: torch.op
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update()
         batch = torch.stack([loss.detach().double() * len(targets),
                              (logits.argmax(1) == targets).sum().double(),
                              torch.tensor(len(targets), dtype=torch.float64, device=device)])

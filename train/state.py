@@ -1,7 +1,8 @@
 """Checkpoints written during training: weights + metadata, with the run's state in ``extra``.
 
 ``extra`` holds the completed epoch count, optimizer/scheduler/GradScaler state, every rank's RNG
-state, the resolved arguments and the per-epoch history, so ``--resume`` continues the run.
+state, the resolved arguments, the per-epoch history and (with ``--ema``) the weight average, so
+``--resume`` continues the run.
 """
 from __future__ import annotations
 
@@ -29,10 +30,13 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 def save_training_checkpoint(path: Path, model: torch.nn.Module, meta: dict, *, epoch: int,
                              optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
-                             rng_states: list[dict], args: dict, history: list[dict]) -> Path:
+                             rng_states: list[dict], args: dict, history: list[dict],
+                             ema: dict[str, torch.Tensor] | None = None) -> Path:
     """Atomically write weights, metadata and everything ``--resume`` needs."""
     extra = {"epoch": epoch, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "scaler": scaler.state_dict(), "rng": rng_states, "args": args, "history": history}
+    if ema is not None:
+        extra["ema"] = {name: tensor.cpu() for name, tensor in ema.items()}
     return save_checkpoint(path, model, meta, extra=extra)
 
 

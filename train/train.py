@@ -6,6 +6,7 @@
     python train/train.py --resume runs/fmnist/last.pt --epochs 20     (continue a run)
     python train/train.py --checkpoint shunted_t.pth --reset-head --data my_images/ --input-size 224
     python train/train.py --checkpoint student.pt --teacher trained.pt --distill 0.7 ...   (distillation)
+    python train/train.py ... --ema 0.9995      (the final weights are the moving average of the weights)
 
 Every epoch writes OUTPUT/last.pt (weights, metadata, optimizer/scheduler/RNG state); the end of
 the run writes the weights-only OUTPUT/final.pt (or --final). --batch-size is per process.
@@ -39,6 +40,7 @@ from train import cli, distributed  # noqa: E402
 from train.evaluate import class_counts, summarize  # noqa: E402
 from train.cutmix import CutMix  # noqa: E402
 from train.distill import Teacher  # noqa: E402
+from train.ema import WeightAverage  # noqa: E402
 from train.loop import AMP_CHOICES, Precision, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
 from train.state import (read_training_state, rng_state, save_training_checkpoint, save_weights,  # noqa: E402
                          set_rng_state)
@@ -49,7 +51,7 @@ DEFAULTS = {"model": "shunted_nano", "data": "fashion-mnist", "input_size": None
             "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 1.0,
             "label_smoothing": 0.1, "cutmix": 0.0, "augment": "crop-flip", "val_fraction": 0.1, "drop_path": 0.0, "clip_grad": 1.0, "seed": 0, "workers": None,
             "output": "runs/train", "final": None, "weights_dtype": "float32", "steps": None, "amp": "auto",
-            "compile": False, "teacher": None, "distill": 0.5, "distill_temperature": 1.0}
+            "compile": False, "teacher": None, "distill": 0.5, "distill_temperature": 1.0, "ema": 0.0}
 NAMED_SPECS = {"fashion-mnist": fashion_mnist_preprocess, "cifar10": cifar10_preprocess}  # default size 32
 LEGACY_KEYS = {"img_size": "input_size"}  # argument names of runs saved by earlier versions
 WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -98,6 +100,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                  f"(default {DEFAULTS['distill']})")
     p.add_argument("--distill-temperature", type=float,
                    help=f"with --teacher: softmax temperature (default {DEFAULTS['distill_temperature']})")
+    p.add_argument("--ema", type=float, metavar="DECAY", help="keep an exponential moving average of the weights, "
+                   "updated every step with this decay (e.g. 0.9995), validated beside them and written as the "
+                   "final weights (train/ema.py); 0 = off (default)")
     return p.parse_args(argv)
 
 
@@ -106,7 +111,7 @@ RANGES = {"epochs": (0, None, False), "batch_size": (0, None, False), "steps": (
           "input_size": (0, None, False), "lr": (0, None, False), "weight_decay": (0, None, True),
           "warmup_epochs": (0, None, True), "label_smoothing": (0, 1, True), "cutmix": (0, 1, True), "drop_path": (0, 1, True),
           "val_fraction": (0, 1, True), "distill": (0, 1, False), "distill_temperature": (0, None, False),
-          "clip_grad": (0, None, True), "workers": (0, None, True)}
+          "clip_grad": (0, None, True), "workers": (0, None, True), "ema": (0, 1, True)}
 
 
 def resolve(args: argparse.Namespace, saved: dict | None) -> dict:
@@ -186,6 +191,12 @@ def load_teacher(config: dict, meta: dict, device: torch.device) -> Teacher | No
     return Teacher(model.to(device), config["distill"], config["distill_temperature"])
 
 
+def validate(model: nn.Module, loader: DataLoader, ctx: distributed.Context, classes: list[str]) -> dict:
+    """Top-1/top-5 of ``model`` on the val split, summed over all processes."""
+    counts = class_counts(model, loader, ctx.device, len(classes))
+    return summarize(distributed.all_reduce_sum(counts, ctx), classes)
+
+
 class Data(NamedTuple):
     train_set: Dataset
     sampler: DistributedSampler
@@ -255,6 +266,7 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
     criterion = nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"])
     cutmix = CutMix(config["cutmix"])
     teacher = load_teacher(config, meta, ctx.device)
+    ema = WeightAverage(model, config["ema"]) if config["ema"] else None
 
     start_epoch, history = 0, []
     torch.manual_seed(config["seed"] + ctx.rank)  # different drop-path masks per process
@@ -265,6 +277,8 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
         scaler.load_state_dict(saved["scaler"])
         if len(saved["rng"]) == ctx.world_size:
             set_rng_state(saved["rng"][ctx.rank], ctx.device)
+        if ema is not None and "ema" in saved:  # else the average starts from the resumed weights
+            ema.load_state_dict(saved["ema"])
     if ctx.is_main:
         print(f"{meta['variant']} at {meta['input_size']}px, {len(classes)} classes, {len(data.train_set)} train images, "
               f"{steps} steps/epoch x {ctx.world_size} process(es) on {ctx.device}"
@@ -278,28 +292,31 @@ def _train(args: argparse.Namespace, config: dict, saved: dict | None, ctx: dist
                                 scaler=scaler, criterion=criterion, precision=precision,
                                 clip_grad=config["clip_grad"], ctx=ctx, desc=f"epoch {epoch + 1}/{config['epochs']}",
                                 cutmix=cutmix, rng=np.random.default_rng([config["seed"], epoch, ctx.rank]),
-                                teacher=teacher)
+                                teacher=teacher, ema=ema)
         distributed.broadcast_buffers(model, ctx)
-        val = None
+        val = val_ema = None
         if data.val_loader is not None:
-            counts = class_counts(model, data.val_loader, ctx.device, meta["num_classes"])
-            val = summarize(distributed.all_reduce_sum(counts, ctx), classes)
+            val = validate(model, data.val_loader, ctx, classes)
+            val_ema = ema and validate(ema.model, data.val_loader, ctx, classes)
         history.append({"epoch": epoch + 1, "loss": round(stats["loss"], 4), "train_acc": round(stats["acc"], 2),
                         "val_top1": val and val["top1"], "val_top5": val and val["top5"],
+                        **({"val_top1_ema": val_ema and val_ema["top1"]} if ema else {}),
                         "seconds": round(stats["seconds"], 1), "img_s": round(stats["img_s"], 1)})
         rng_states = distributed.gather_objects(rng_state(ctx.device), ctx)
         if ctx.is_main:
             save_training_checkpoint(output / "last.pt", model, meta, epoch=epoch + 1, optimizer=optimizer,
                                      scheduler=scheduler, scaler=scaler, rng_states=rng_states, args=config,
-                                     history=history)
+                                     history=history, ema=ema and ema.state_dict())
             h = history[-1]
-            val_text = f"{val['top1']:.2f}%" if val else "- (no val split)"
+            val_text = (f"{val['top1']:.2f}%" + (f" (EMA {val_ema['top1']:.2f}%)" if val_ema else "")
+                        if val else "- (no val split)")
             print(f"epoch {h['epoch']}/{config['epochs']}: loss {h['loss']:.4f}, train acc {h['train_acc']:.2f}%, "
                   f"val top-1 {val_text}, {h['seconds']:.0f} s, {h['img_s']:.0f} img/s", flush=True)
     if ctx.is_main:
-        save_weights(final_path, model, meta, WEIGHTS_DTYPES[config["weights_dtype"]], history, config,
-                     overwrite=args.force or bool(saved))
-        print(f"wrote {output / 'last.pt'} and {final_path} ({time.perf_counter() - started:.0f} s)", flush=True)
+        save_weights(final_path, ema.model if ema else model, meta, WEIGHTS_DTYPES[config["weights_dtype"]], history,
+                     config, overwrite=args.force or bool(saved))
+        print(f"wrote {output / 'last.pt'} and {final_path}" + (" (the EMA of the weights)" if ema else "")
+              + f" ({time.perf_counter() - started:.0f} s)", flush=True)
     return model
 
 
