@@ -20,6 +20,8 @@ from data import FASHION_MNIST_CLASSES, DataError, build_dataset, fashion_mnist_
 from data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from model import create_model, file_sha256, make_meta, save_checkpoint  # noqa: E402
 from train import train as train_cli  # noqa: E402
+from train.compare import compare, mcnemar_p  # noqa: E402
+from train.compare import main as compare_cli  # noqa: E402
 from train.cutmix import CutMix  # noqa: E402
 from train.distill import Teacher  # noqa: E402
 from train.ema import WeightAverage  # noqa: E402
@@ -227,6 +229,33 @@ def test_ema_run_writes_the_average_as_final_weights_and_resume_restores_it(fold
     train_cli.run(["--resume", str(run / "last.pt"), "--epochs", "2"])  # nothing left to train: writes final.pt
     resumed = training_state(run / "final.pt")["state_dict"]
     assert all(torch.equal(resumed[k], average[k]) for k in resumed)  # the saved average, not restarted
+
+
+def test_paired_comparison_counts_discordant_images_and_gives_the_exact_mcnemar_p():
+    assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(0, 10) == pytest.approx(2 / 1024)
+    assert mcnemar_p(97, 118) == mcnemar_p(118, 97) and 0.1 < mcnemar_p(97, 118) < 0.2
+    a = np.array([True] * 90 + [False] * 10)
+    b = a.copy()
+    b[:3], b[90:98] = False, True  # B loses 3 photos A gets right, wins 8 that A misses
+    result = compare(a, b)
+    assert (result["only_a"], result["only_b"], result["gain_points"]) == (3, 8, 5.0)
+    assert result["top1_a"] == 90.0 and result["top1_b"] == 95.0
+    low, high = result["gain_95"]
+    assert low < 5.0 < high and result["p_value"] == pytest.approx(mcnemar_p(3, 8))
+
+
+def test_compare_cli_runs_both_checkpoints_on_one_split_and_refuses_other_classes(folder, tmp_path, capsys):
+    train_cli.run(["--data", str(folder), "--epochs", "1", "--output", str(tmp_path / "base"), *QUICK])
+    base = tmp_path / "base" / "final.pt"
+    assert compare_cli([str(base), str(base), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "6 images" in out and "only A right 0, only B right 0" in out and "p = 1" in out, out
+    other = tmp_path / "fmnist.pt"
+    save_checkpoint(other, create_model("shunted_nano", num_classes=10, input_size=32),
+                    make_meta("shunted_nano", 10, 32, FASHION_MNIST_CLASSES, fashion_mnist_preprocess(32)))
+    assert compare_cli([str(base), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "differ in labels and preprocess" in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("case", ["empty folder", "missing idx", "bad path", "unwritable output", "cutmix 1.5",
