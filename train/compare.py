@@ -61,7 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                        "(default: A's dataset)")
     parser.add_argument("--split", default="test", help="train, val or test (default: test)")
     parser.add_argument("--limit", type=int, help="only the first N images of a seeded permutation")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be >= 1, got {args.limit}")
+    return args
 
 
 def run(args: argparse.Namespace) -> dict:
