@@ -1,6 +1,7 @@
 """train/: training falls in loss, resumes, fine-tunes onto new classes, fails cleanly; DDP; shipped weights."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from train.cutmix import CutMix  # noqa: E402
 from train.distill import Teacher  # noqa: E402
 from train.ema import WeightAverage  # noqa: E402
 from train.evaluate import main as evaluate_main  # noqa: E402
+from train.evaluate import split_of  # noqa: E402
 
 COLORS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
 QUICK = ["--input-size", "32", "--batch-size", "6", "--warmup-epochs", "0", "--label-smoothing", "0"]
@@ -280,6 +282,20 @@ def test_evaluate_missing_checkpoint_exits_2(tmp_path, capsys):
     assert evaluate_main([str(tmp_path / "nope.pt")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: checkpoint") and err.count("\n") == 1
+
+
+def test_the_judged_split_must_be_named_and_hold_images(folder, tmp_path):
+    meta = make_meta("shunted_nano", 3, 32, sorted(COLORS), fashion_mnist_preprocess(32))
+    with pytest.raises(DataError, match="does not name its dataset: pass --data"):
+        split_of("a.pt", meta, None, "test")
+    name, dataset = split_of("a.pt", {**meta, "dataset": str(folder)}, None, "test", limit=2)
+    assert name == str(folder) and len(dataset) == 2
+    empty = tmp_path / "one_per_class"
+    for color in COLORS:
+        (empty / color).mkdir(parents=True)
+        shutil.copy(folder / color / "0.png", empty / color)
+    with pytest.raises(DataError, match="holds no images; pick another split"):
+        split_of("a.pt", meta, str(empty), "test")
 
 
 @pytest.mark.slow

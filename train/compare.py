@@ -21,9 +21,9 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from common.contract import drop_bounds  # noqa: E402
-from data import DataError, build_dataset  # noqa: E402
 from model import create_model  # noqa: E402
 from train import cli  # noqa: E402
+from train.evaluate import split_of  # noqa: E402
 
 Z95_TWO_SIDED = 1.96
 
@@ -73,12 +73,7 @@ def run(args: argparse.Namespace) -> dict:
     if differ:
         raise cli.TrainError(f"{args.checkpoint_a} and {args.checkpoint_b} differ in {' and '.join(differ)}: "
                              "compare checkpoints trained on the same classes with the same preprocessing")
-    data = args.data or a.meta.get("dataset")
-    if not data:
-        raise DataError(f"{args.checkpoint_a} does not name its dataset: pass --data")
-    dataset = build_dataset(data, args.split, a.meta["preprocess"], limit=args.limit)
-    if len(dataset) == 0:
-        raise DataError(f"split {args.split!r} of {data} holds no images; pick another split")
+    data, dataset = split_of(args.checkpoint_a, a.meta, args.data, args.split, args.limit)
     result = compare(right_answers(a, dataset), right_answers(b, dataset))
     low, high = result["gain_95"]
     print(f"{data} {args.split}, {result['n']} images: A {result['top1_a']:.2f}%, B {result['top1_b']:.2f}%; "

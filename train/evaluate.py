@@ -78,6 +78,22 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256,
             "images_per_s": round(result["n"] / seconds, 1) if seconds > 0 else None}
 
 
+def split_of(checkpoint: str, meta: dict, data: str | None, split: str,
+             limit: int | None = None) -> tuple[str, Dataset]:
+    """The dataset a checkpoint is judged on: ``data`` or the one its metadata names, as its preprocessing.
+
+    Returns:
+        The dataset's name and the split; a :class:`DataError` says what to pass when either is missing.
+    """
+    data = data or meta.get("dataset")
+    if not data:
+        raise DataError(f"{checkpoint} does not name its dataset: pass --data")
+    dataset = build_dataset(data, split, meta["preprocess"], limit=limit)
+    if len(dataset) == 0:
+        raise DataError(f"split {split!r} of {data} holds no images; pick another split")
+    return data, dataset
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = cli.Parser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="checkpoint file (ours, official Shunted, state dict, .safetensors)")
@@ -102,12 +118,7 @@ def run(args: argparse.Namespace) -> dict:
     check_output(output, args.force)
     model = create_model(args.model, checkpoint_path=args.checkpoint)
     meta = model.meta
-    args.data = args.data or meta.get("dataset")
-    if not args.data:
-        raise DataError(f"{args.checkpoint} does not name its dataset: pass --data")
-    dataset = build_dataset(args.data, args.split, meta["preprocess"], limit=args.limit)
-    if len(dataset) == 0:
-        raise DataError(f"split {args.split!r} of {args.data} holds no images; pick another split")
+    args.data, dataset = split_of(args.checkpoint, meta, args.data, args.split, args.limit)
     if meta["labels"] is not None and list(dataset.classes) != list(meta["labels"]):
         print(f"warning: dataset classes {dataset.classes[:3]}... differ from the checkpoint's labels "
               f"{meta['labels'][:3]}...; class indices are compared as they are", file=sys.stderr)
