@@ -1,6 +1,6 @@
 """Latency of any artifact, each in its own fresh worker process, timed in interleaved rounds.
 
-    python benchmarks/latency.py artifacts/nano_32_fp32.onnx weights/shunted_nano_s16_cifar10.pt
+    python benchmarks/latency.py artifacts/nano_32_fp32.onnx weights/shunted_nano_s16_deep_cifar10.pt
     python benchmarks/latency.py a.onnx b.pte --runs 200 --threads 1 --batch 8 --json out.json
 
 Every artifact (a .pt/.safetensors checkpoint runs in PyTorch eager fp32, .onnx in ONNX Runtime,

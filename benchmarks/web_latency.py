@@ -1,6 +1,6 @@
 """In-browser latency of ONNX artifacts: ONNX Runtime Web (WASM) in headless Chromium on this machine.
 
-    python benchmarks/web_latency.py artifacts/shunted_nano_s16_cifar10_32_fp32.onnx artifacts/shunted_nano_s16_cifar10_32_int8.onnx
+    python benchmarks/web_latency.py artifacts/shunted_nano_s16_deep_cifar10_32_fp32.onnx artifacts/shunted_nano_s16_deep_cifar10_32_int8.onnx
 
 Each artifact is loaded by its own page (apps/web/bench.html) served cross-origin isolated, so WASM
 runs with threads. The page times ``session.run`` with ``performance.now``; after the warm-up (until

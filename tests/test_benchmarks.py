@@ -348,10 +348,11 @@ def test_every_prefix_of_the_evaluation_order_samples_every_class_as_verificatio
     """The test photos are stored class by class; the Core ML and Core AI rows on Linux judge a prefix."""
     from convert.verify import verification_set
     from data.cifar10 import cifar10_preprocess
+    from common.defaults import CIFAR10_CHECKPOINT
     from model import read_checkpoint
     eval_set = EvalSet("cifar10", "test", cifar10_preprocess(SIZE))
     assert np.bincount(eval_set.labels[:200], minlength=10).min() >= 5
-    meta = read_checkpoint(Path(__file__).parents[1] / "weights" / "shunted_nano_s16_cifar10.pt").meta
+    meta = read_checkpoint(CIFAR10_CHECKPOINT).meta
     verified = verification_set(meta, 64, 0).inputs
     np.testing.assert_array_equal(next(eval_set.batches(64, 64)), verified)
 

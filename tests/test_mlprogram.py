@@ -16,6 +16,7 @@ from coremltools.converters.mil import Builder as mb
 from coremltools.converters.mil.mil import Function, Program as MilProgram, types
 
 import mlprogram
+from common.defaults import SHIPPED_VARIANT
 from mlprogram.blobs import BlobFile
 from model import create_model
 from model.deploy import deploy_form
@@ -408,7 +409,7 @@ def test_a_batch_runs_in_one_pass_as_each_image_alone(nano_packages, precision, 
     plain = mlprogram.load(nano_packages[precision])  # attention heads folded into the batch axis
     assert "no leading batch dimension" in plain.batch_blocker
     torch.manual_seed(0)
-    default_kind = randomized(create_model("shunted_nano_s16", num_classes=10, input_size=32))
+    default_kind = randomized(create_model(SHIPPED_VARIANT, num_classes=10, input_size=32))
     convert(deploy_form(default_kind, "coreml", 32), 32, precision).save(str(tmp_path / "deploy.mlpackage"))
     program = mlprogram.load(tmp_path / "deploy.mlpackage")  # the form convert/to_coreml.py writes
     assert program.batch_blocker is None

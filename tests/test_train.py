@@ -346,11 +346,11 @@ def test_shipped_cifar10_model_by_an_independent_loop():
     accuracy reference."""
     import io
     import tarfile
-    from common.defaults import CIFAR10_CHECKPOINT
+    from common.defaults import CIFAR10_CHECKPOINT, SHIPPED_VARIANT
     from data.cifar10 import SHIPPED as ARCHIVE
     model = create_model(checkpoint_path=CIFAR10_CHECKPOINT).eval()
     meta, spec = model.meta, model.meta["preprocess"]
-    assert meta["variant"] == "shunted_nano_s16" and meta["dataset"] == "cifar10" and meta["input_size"] == 32
+    assert meta["variant"] == SHIPPED_VARIANT and meta["dataset"] == "cifar10" and meta["input_size"] == 32
     assert spec["resize"] == spec["crop"] == 32 and not spec["grayscale"]
     mean, std = np.array(spec["mean"], np.float32), np.array(spec["std"], np.float32)
     images, labels = [], []

@@ -1,6 +1,6 @@
 """Two checkpoints on the same images: is the difference in accuracy more than chance?
 
-    python train/compare.py weights/shunted_nano_s16_cifar10.pt runs/next/final.pt    (test split)
+    python train/compare.py weights/shunted_nano_s16_deep_cifar10.pt runs/next/final.pt    (test split)
 
 Both run on the same split of A's dataset (they must share classes and preprocessing). Only the
 photos exactly one of them gets right can tell them apart: the exact McNemar test (two-sided

@@ -1,6 +1,6 @@
 """Grow trained weights into a deeper variant of the same widths, computing the same function.
 
-    python train/deepen.py weights/shunted_nano_s16_cifar10.pt --model shunted_nano_s16_deep \\
+    python train/deepen.py runs/nano_s16/final.pt --model shunted_nano_s16_deep \\
         --output runs/deep/grown.pt
 
 Every block of the source keeps its place; each stage's extra blocks are appended after its last

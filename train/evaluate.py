@@ -1,6 +1,6 @@
 """Top-1/top-5 accuracy of a checkpoint on a dataset split, written as the accuracy reference JSON.
 
-    python train/evaluate.py weights/shunted_nano_s16_cifar10.pt --split test   (its own dataset)
+    python train/evaluate.py weights/shunted_nano_s16_deep_cifar10.pt --split test   (its own dataset)
 
 Preprocessing comes from the checkpoint's metadata (official ImageNet checkpoints carry none and
 get the ImageNet evaluation spec: resize 256 bicubic, center crop 224, ImageNet mean/std).

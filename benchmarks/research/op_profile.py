@@ -1,7 +1,7 @@
 """Op-level profile of an ONNX (.onnx) or ExecuTorch (.pte) artifact: where one inference's time goes.
 
-    python benchmarks/research/op_profile.py artifacts/shunted_nano_s16_cifar10_32_int8.onnx
-    python benchmarks/research/op_profile.py artifacts/shunted_nano_s16_cifar10_32_int8.pte --runs 200 --top 20 --json prof.json
+    python benchmarks/research/op_profile.py artifacts/shunted_nano_s16_deep_cifar10_32_int8.onnx
+    python benchmarks/research/op_profile.py artifacts/shunted_nano_s16_deep_cifar10_32_int8.pte --runs 200 --top 20 --json prof.json
 
 .onnx: ONNX Runtime's profiler (``SessionOptions.enable_profiling``) on the session
 ``runtime.runners.OnnxRunner`` runs (``onnx_session``: CPU EP, graph optimization level left at its
