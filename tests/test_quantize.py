@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from conftest import TRAINED
+from common.defaults import SHIPPED_CHECKPOINT
 from common.contract import per_image_cosine
 from data import DataError, fashion_mnist_preprocess
 from model import create_model
@@ -121,7 +122,7 @@ def test_int8_onnx_of_default_model_keeps_accuracy(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not TRAINED.is_file(), reason="default weights not present")
+@pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="default weights not present")
 def test_sensitivity_tool_says_when_its_sample_is_too_small_and_keeps_existing_output(tmp_path, capsys):
     from quantize.rank_units import main
     existing = tmp_path / "kept.json"
@@ -134,7 +135,7 @@ def test_sensitivity_tool_says_when_its_sample_is_too_small_and_keeps_existing_o
     assert "only 40 held-out images" in printed and "np.float64" not in printed
     result = json.loads(out.read_text())
     assert result["images"] == 40 and result["warning"]
-    assert {u["unit"] for u in result["units"]} == set(units(create_model(checkpoint_path=TRAINED)))
+    assert {u["unit"] for u in result["units"]} == set(units(create_model(checkpoint_path=SHIPPED_CHECKPOINT)))
 
 
 def _two_convs(path):

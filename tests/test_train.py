@@ -366,7 +366,7 @@ def test_shipped_cifar10_model_by_an_independent_loop():
     with torch.no_grad():
         predictions = torch.cat([model(batch).argmax(1) for batch in x.split(500)]).numpy()
     top1 = 100.0 * (predictions == np.array(labels)).mean()
-    assert len(labels) == 10_000 and top1 >= 88.0  # the bar for the default model (docs/training.md)
+    assert len(labels) == 10_000 and top1 >= 90.0  # the target the default meets (bar 88%; docs/training.md)
     report = json.loads(CIFAR10_CHECKPOINT.with_suffix(".accuracy.json").read_text())
     assert report["checkpoint_sha256"] == file_sha256(CIFAR10_CHECKPOINT) and abs(report["top1"] - top1) < 0.01
 
