@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 from common.outputs import check_output, write_output  # noqa: E402
 from runtime import check_artifact  # noqa: E402
-from common.machine import cuda_available, machine_description, physical_cores  # noqa: E402
+from common.machine import cuda_available, machine_description, physical_cores, thread_variables  # noqa: E402
 from common.text_table import text_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +182,7 @@ class Worker:
         self.peak_rss_mb = None
         self.stderr = tempfile.TemporaryFile(mode="w+b")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+               **thread_variables(threads), "PYTHONUNBUFFERED": "1"}
         if omp_wait_policy:
             env["OMP_WAIT_POLICY"] = omp_wait_policy
         env.update(target.env)

@@ -6,7 +6,9 @@ import os
 import platform
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 def physical_cores() -> int:
@@ -61,6 +63,27 @@ def machine_description(threads: int | None = None) -> str:
     cores = physical_cores()
     text = f"{cpu_model()}, {cores} physical core{'s' if cores != 1 else ''}, {cpu_features()}"
     return text + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
+
+
+def thread_variables(threads: int) -> dict[str, str]:
+    """Environment that caps a child process's OpenMP, OpenBLAS (numpy) and MKL pools at ``threads``.
+    These pools size themselves when their library loads, so only a child's environment sets them."""
+    return {name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+@contextmanager
+def children_environment(variables: dict[str, str]) -> Iterator[None]:
+    """``variables`` in ``os.environ`` for the child processes started inside the block, restored after."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @functools.lru_cache(maxsize=1)

@@ -60,6 +60,18 @@ def test_physical_cores_and_machine_line():
 
 
 # --- Pareto front -------------------------------------------------------------------------------
+def test_child_processes_get_thread_limits_and_the_environment_is_restored(monkeypatch):
+    import subprocess
+    import sys
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    code = "import os; print(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'])"
+    with machine.children_environment(machine.thread_variables(1)):
+        seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert seen.split() == ["1", "1"]
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "OPENBLAS_NUM_THREADS" not in os.environ
+
+
 def test_pareto_front_on_synthetic_points():
     points = [(1.0, 80.0),   # 0: fastest of its accuracy -> front
               (2.0, 85.0),   # 1: front
@@ -173,7 +185,7 @@ def test_parallel_builds_start_the_costliest_artifacts_first():
     jobs = [report_build.parse_spec(spec) for spec in DEFAULT_SPECS]
     order = [job.spec for job in sorted(jobs, key=lambda job: -report_build.expected_cost(job))]
     assert order[:3] == ["coreai:fp16", "executorch:int8", "coreml:int8"]
-    assert order[-2:] == ["executorch:fp32", "onnx:fp32"]  # the cheapest last
+    assert order[-2:] == ["coreml:fp16", "onnx:fp32"]  # the cheapest last
 
 
 def test_reuse_requires_matching_intact_manifest(tmp_path):
