@@ -65,6 +65,15 @@ def machine_description(threads: int | None = None) -> str:
     return text + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
 
 
+def thread_budget() -> int:
+    """Threads a runtime of this process takes when nobody names a number: ``OMP_NUM_THREADS`` when
+    set (the report's build workers get their share of the cores there), else the physical cores."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return physical_cores()
+
+
 def thread_variables(threads: int) -> dict[str, str]:
     """Environment that caps a child process's OpenMP, OpenBLAS (numpy) and MKL pools at ``threads``.
     These pools size themselves when their library loads, so only a child's environment sets them."""

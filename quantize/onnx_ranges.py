@@ -28,9 +28,16 @@ def activation_ranges(model_path: Path, images: np.ndarray, input_name: str, met
         options: ``create_calibrator`` extra options (``num_bins``, ``symmetric``, ...).
         scratch: a folder for the augmented model.
     """
+    import onnxruntime as ort
     from onnxruntime.quantization.calibrate import CalibrationMethod, HistogramCollector, create_calibrator
-    calibrator = create_calibrator(model_path, list(op_types), augmented_model_path=str(scratch / "augmented.onnx"),
+
+    from runtime.runners import onnx_session
+    augmented = scratch / "augmented.onnx"
+    calibrator = create_calibrator(model_path, list(op_types), augmented_model_path=str(augmented),
                                    calibrate_method=method, extra_options=options)
+    # ORT's calibration session takes every core and spins between ops; this one takes the process's
+    # thread budget (a report build worker's share), with ORT's settings otherwise (no graph rewrites)
+    calibrator.infer_session = onnx_session(augmented, graph_optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     chunk = _chunk_size(calibrator, images, input_name, chunk_bytes)
     if method != CalibrationMethod.MinMax:
         extremes = _extremes(calibrator, _chunks(images, chunk), input_name)

@@ -81,12 +81,14 @@ class OnnxRunner(Runner):
 
 
 def onnx_session(path: Path, threads: int | None = None, **options):
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads and 1 inter-op thread (default:
-    ORT's); ``options`` set other ``SessionOptions`` attributes (``enable_profiling=True``, ...)."""
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads (default: the process's
+    ``common.machine.thread_budget``; ORT itself ignores ``OMP_NUM_THREADS``) and 1 inter-op thread;
+    ``options`` set other ``SessionOptions`` attributes (``enable_profiling=True``, ...)."""
     import onnxruntime as ort
+
+    from common.machine import thread_budget
     settings = ort.SessionOptions()
-    if threads:
-        settings.intra_op_num_threads, settings.inter_op_num_threads = threads, 1
+    settings.intra_op_num_threads, settings.inter_op_num_threads = threads or thread_budget(), 1
     for key, value in options.items():
         setattr(settings, key, value)
     try:

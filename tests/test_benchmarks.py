@@ -72,6 +72,16 @@ def test_child_processes_get_thread_limits_and_the_environment_is_restored(monke
     assert os.environ["OMP_NUM_THREADS"] == "7" and "OPENBLAS_NUM_THREADS" not in os.environ
 
 
+def test_thread_budget_is_omp_num_threads_when_set(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert machine.thread_budget() == 3
+    for unset in ("", "many"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert machine.thread_budget() == machine.physical_cores()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert machine.thread_budget() == machine.physical_cores()
+
+
 def test_pareto_front_on_synthetic_points():
     points = [(1.0, 80.0),   # 0: fastest of its accuracy -> front
               (2.0, 85.0),   # 1: front

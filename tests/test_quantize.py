@@ -170,6 +170,23 @@ def test_onnx_range_methods_differ_and_entropy_clips_rare_outliers(tmp_path):
     assert scale["percentile"] <= scale["minmax"]
 
 
+def test_onnx_calibration_session_takes_the_processs_thread_budget(tmp_path, monkeypatch):
+    """ORT ignores OMP_NUM_THREADS; its calibration session must not take every core in a build worker."""
+    from onnxruntime.quantization import CalibrationMethod
+    from quantize import onnx_ranges
+    from quantize.onnxrt import CALIBRATOR_OPTIONS
+    _two_convs(tmp_path / "fp32.onnx")
+    seen = []
+    monkeypatch.setattr(onnx_ranges, "_chunk_size", lambda calibrator, *args: seen.append(
+        calibrator.infer_session.get_session_options()) or 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    images = np.random.default_rng(0).normal(0, 1, (8, 3, 8, 8)).astype(np.float32)
+    onnx_ranges.activation_ranges(tmp_path / "fp32.onnx", images, "input", CalibrationMethod.MinMax, ["Conv"],
+                                  CALIBRATOR_OPTIONS["minmax"], tmp_path)
+    (options,) = seen
+    assert options.intra_op_num_threads == 1 and options.graph_optimization_level.name == "ORT_DISABLE_ALL"
+
+
 @pytest.mark.parametrize("method", ["percentile", "minmax", "entropy"])
 def test_onnx_ranges_in_small_chunks_equal_onnx_runtimes_single_pass(tmp_path, method):
     """Bounded memory must not change a single range: chunks of 3 images against ORT holding all 40."""
