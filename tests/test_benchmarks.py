@@ -59,7 +59,6 @@ def test_physical_cores_and_machine_line():
     assert f"{cores} physical core" in machine.machine_description()
 
 
-# --- Pareto front -------------------------------------------------------------------------------
 def test_child_processes_get_thread_limits_and_the_environment_is_restored(monkeypatch):
     import subprocess
     import sys
@@ -82,6 +81,7 @@ def test_thread_budget_is_omp_num_threads_when_set(monkeypatch):
     assert machine.thread_budget() == machine.physical_cores()
 
 
+# --- Pareto front -------------------------------------------------------------------------------
 def test_pareto_front_on_synthetic_points():
     points = [(1.0, 80.0),   # 0: fastest of its accuracy -> front
               (2.0, 85.0),   # 1: front
