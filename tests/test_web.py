@@ -1,7 +1,7 @@
 """The browser demo (apps/web.py, apps/web/): the JS preprocessing against data/preprocess.py (node), the
 CLI's errors, export and server headers, and, marked ``browser``, the page in headless Chromium with a fake
-camera showing CIFAR-10 test photos and picked files, checked frame by frame against Python ONNX Runtime
-on the pixels the page fed, "not sure" included."""
+camera showing CIFAR-10 test photos and picked files (a full-size photo of a dog among them), checked frame
+by frame against Python ONNX Runtime on the pixels the page fed, "not sure" included."""
 import base64
 import contextlib
 import json
@@ -32,6 +32,7 @@ from runtime import load_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB_CLI = ROOT / "apps" / "web.py"
+REAL_DOG = ROOT / "data" / "photos" / "cifar10" / "dog" / "dog-farm.webp"  # 1,024x768 (data/photos/README.md)
 RUNTIME_MISSING = (None if all((website.RUNTIME_DIR / name).is_file() for name in website.RUNTIME_FILES)
                    else "ONNX Runtime Web is not installed: run scripts/setup.sh (needs npm)")
 BROWSER_MISSING = chromium_missing() or RUNTIME_MISSING
@@ -405,6 +406,11 @@ def check_exported_site(chromium, url, python, shown, tmp_path):
     picked = wait_for_result(page, "r.source === 'item.png'")
     assert picked["top1"] == python.runners["fp32"].labels[label] and not picked["abstained"]
     assert samples(page, lambda labels: len(labels) == 1, python) == [picked["top1"]]
+
+    page.set_input_files("#file", str(REAL_DOG))  # a full-size photo, not from CIFAR-10
+    named = wait_for_result(page, f"r.source === '{REAL_DOG.name}'")
+    assert named["top1"] == "dog" and not named["abstained"], named
+    assert samples(page, lambda labels: len(labels) == 1, python) == ["dog"]
 
     unknown = not_sure_picture(python, tmp_path)
     page.set_input_files("#file", str(unknown))
