@@ -1,6 +1,6 @@
 """A screenshot of the web demo in headless Chromium, its fake camera filming a photo.
 
-    python scripts/web_screenshot.py apps/samples/dog.jpg docs/web_demo.png
+    python scripts/web_screenshot.py data/photos/cifar10/dog/dog-farm.webp docs/web_demo.png
     python scripts/web_screenshot.py photo.jpg shot.png --weights m_int8.onnx m_fp32.onnx
 
 The photo is centre-cropped to 4:3 and shown at 640x480 as the camera's picture; the page runs the
