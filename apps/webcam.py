@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from apps import AppError  # noqa: E402  (after the sys.path line above)
-from common.cli import Parser, run_cli  # noqa: E402
+from common.cli import Parser, positive, run_cli  # noqa: E402
 from common.defaults import SHIPPED_CHECKPOINT  # noqa: E402
 from apps.classifier import Classifier, Prediction, open_classifier  # noqa: E402
 from apps.outputs import ImageSink, VideoSink, open_sink  # noqa: E402
@@ -28,12 +28,6 @@ from apps.window import Window, open_window  # noqa: E402
 from common.quiet import quiet_third_party  # noqa: E402
 
 DEFAULT_THREADS = max(1, (os.cpu_count() or 2) - 1)  # one core stays free for capture, decoding, drawing
-
-
-def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.abstention import wilson  # noqa: E402
-from common.cli import Parser, run_cli  # noqa: E402
+from common.cli import Parser, positive, run_cli  # noqa: E402
 from common.defaults import ROOT, SHIPPED_CHECKPOINT  # noqa: E402
 from common.text_table import text_table  # noqa: E402
 
@@ -112,13 +113,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"CIFAR-10 model: {SHIPPED_PHOTOS.relative_to(ROOT)}/cifar10)")
     parser.add_argument("--other", type=Path, help="photos of things outside its classes (default for a "
                         f"CIFAR-10 model: {SHIPPED_PHOTOS.relative_to(ROOT)}/other)")
-    parser.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    parser.add_argument("--threads", type=positive, help="inference threads (default: the runtime's)")
     parser.add_argument("--json", type=Path, help="write every answer and the shares here")
     parser.add_argument("--force", action="store_true", help="overwrite --json")
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> None:
     from apps import AppError
     from apps.classifier import open_classifier
     from common.outputs import check_output, write_output
@@ -136,15 +137,10 @@ def run(args: argparse.Namespace) -> dict:
     if args.json:
         write_output(args.json, json.dumps({"model": str(args.weights), "runtime": classifier.runtime,
                                             **result}, indent=2) + "\n", args.force, "--json")
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    def command() -> None:
-        run(args)
-    return run_cli(command)
+    return run_cli(partial(run, parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,13 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 class Terminated(BaseException):
     """SIGTERM arrived; unwinds like KeyboardInterrupt (SIGINT), so ``finally`` blocks still clean up."""
 

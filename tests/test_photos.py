@@ -72,3 +72,9 @@ def test_bad_input_is_one_line_exit_2(case, needle, tmp_path, capsys):
     assert photos.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and needle in err and "\n" not in err
+
+
+def test_threads_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as usage:
+        photos.main(["--threads", "0"])
+    assert usage.value.code == 2 and "--threads: expected a positive integer" in capsys.readouterr().err
