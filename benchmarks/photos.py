@@ -44,8 +44,9 @@ def labelled_photos(photos: Path | None, other: Path | None, labels: list[str]) 
             raise AppError(f"--photos {photos} is not a folder: pass a folder with one sub-folder per class")
         for sub in sorted(p for p in photos.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if sub.name not in labels:
+                named = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
                 raise AppError(f"--photos sub-folder {sub.name!r} is not one of the model's classes "
-                               f"({', '.join(labels)}): rename it or move its photos to --other")
+                               f"({named}): rename it or move its photos to --other")
             found += [(path, sub.name) for path in image_files(sub)]
     if other is not None:
         if not other.is_dir():
@@ -132,7 +133,8 @@ def run(args: argparse.Namespace) -> None:
             raise AppError(f"{args.weights} is not a CIFAR-10 model: pass --photos (one sub-folder per class) "
                            "and/or --other with photos of your own")
         photos, other = SHIPPED_PHOTOS / "cifar10", SHIPPED_PHOTOS / "other"
-    result = judge(classifier, labelled_photos(photos, other, list(classifier.runner.labels or [])))
+    labels = [classifier.label(i) for i in range(classifier.runner.meta["num_classes"])]  # as the demos name them
+    result = judge(classifier, labelled_photos(photos, other, labels))
     print(describe(result, classifier.knows()))
     if args.json:
         write_output(args.json, json.dumps({"model": str(args.weights), "runtime": classifier.runtime,

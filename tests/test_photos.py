@@ -78,3 +78,15 @@ def test_threads_must_be_positive(capsys):
     with pytest.raises(SystemExit) as usage:
         photos.main(["--threads", "0"])
     assert usage.value.code == 2 and "--threads: expected a positive integer" in capsys.readouterr().err
+
+
+def test_a_wrong_folder_name_for_an_imagenet_model_is_one_short_line(tmp_path, capsys):
+    from model import create_model, save_checkpoint
+    from data.imagenet import imagenet_labels
+    model = create_model("shunted_nano", input_size=32, labels=imagenet_labels())  # random weights
+    weights = save_checkpoint(tmp_path / "imagenet.pt", model, {**model.meta, "random_weights": True})
+    (tmp_path / "photos" / "dog").mkdir(parents=True)
+    assert photos.main([str(weights), "--photos", str(tmp_path / "photos")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'dog' is not one of the model's classes (tench, goldfish" in err and "(1000 in all)" in err
+    assert len(err) < 300 and "\n" not in err
