@@ -90,6 +90,11 @@ class ImageSource:
 Source = VideoSource | ImageSource
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def open_source(spec: str) -> Source:
     """Camera index, stream URL, video file, image file or image folder -> an open source."""
     if spec.isdigit():
@@ -98,7 +103,7 @@ def open_source(spec: str) -> Source:
         return VideoSource(spec, spec, "stream", live=True)
     path = Path(spec)
     if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        images = image_files(path)
         if not images:
             raise AppError(f"no images in folder {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
         return ImageSource(images, path.resolve().name)

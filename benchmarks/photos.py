@@ -30,14 +30,10 @@ SHIPPED_PHOTOS = ROOT / "data" / "photos"  # CIFAR-10 classes and other things; 
 OTHER = "other things"  # the truth of a photo in --other
 
 
-def image_files(folder: Path) -> list[Path]:
-    from apps.sources import IMAGE_SUFFIXES
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def labelled_photos(photos: Path | None, other: Path | None, labels: list[str]) -> list[tuple[Path, str]]:
     """``(path, truth)`` of every photo: the class sub-folders of ``photos``, then ``other``."""
     from apps import AppError
+    from apps.sources import image_files
     found = []
     if photos is not None:
         if not photos.is_dir():
