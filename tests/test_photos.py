@@ -7,8 +7,7 @@ import pytest
 
 from benchmarks import photos
 from common.defaults import CIFAR10_CHECKPOINT, FASHION_MNIST_CHECKPOINT
-
-CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+from data.cifar10 import CLASSES as CIFAR10_LABELS
 
 
 def shipped_files() -> set[str]:
