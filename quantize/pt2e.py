@@ -115,13 +115,36 @@ def _config(method: str):
     return replace(config, input_activation=spec, output_activation=spec)
 
 
+def _kept_float(keep):
+    """A quantizer that claims every op ``keep`` rejects with an empty annotation, so that no later
+    quantizer gives it an observer: XNNPACK's quantizer applies its filter to the patterns it
+    annotates, but afterwards lets channel means, reshapes and slices share their input's
+    quantization whatever the filter says (a norm's ``mean(dim=1)`` was quantized that way)."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, Quantizer
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    class KeptFloat(Quantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            for node in model.graph.nodes:
+                if node.op == "call_function" and not keep(node):
+                    node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(_annotated=True)
+            return model
+
+        def validate(self, model: torch.fx.GraphModule) -> None:
+            pass
+
+    return KeptFloat()
+
+
 def xnnpack_quantizer(float_modules: Iterable[str] = (), method: str = METHODS[0]):
     """Per-channel symmetric int8 weights, int8 activations; norms and ``float_modules`` stay float.
 
-    The channel-mean convs inside LayerNorm2d stay float: quantizing a mean over channels costs
-    accuracy and buys nothing.
+    Every op inside LayerNorm2d stays float: quantizing a mean over channels costs accuracy and
+    buys nothing, and Core ML fuses a whole float norm into one ``layer_norm`` op (with a quantized
+    mean it computed the squares in fp16, which overflow above 256).
     """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
-    quantizer = XNNPACKQuantizer().set_global(_config(method))
-    quantizer.set_filter_function(_quantizable(tuple(float_modules)))
-    return quantizer
+    from torchao.quantization.pt2e.quantizer.composable_quantizer import ComposableQuantizer
+    keep = _quantizable(tuple(float_modules))
+    quantizer = XNNPACKQuantizer().set_global(_config(method)).set_filter_function(keep)
+    return ComposableQuantizer([_kept_float(keep), quantizer])

@@ -84,18 +84,11 @@ def models(tmp_path_factory):
     return {name: build(folder) for name, build in corpus.MODELS.items()}
 
 
-# Seen 2026-12-04 on the AVX-512 VNNI machine: Core ML W8A8 of the briefly trained micro missed the contract
-# (cosine p5 0.69 with 8 of 19 units float; it held on the AVX2-only machine). Not understood yet: kept visible
-# as an expected failure on VNNI CPUs until it is (the other 11 cases pass there).
-CPUINFO = Path("/proc/cpuinfo")
-BRIEF_COREML_VNNI = pytest.mark.xfail(CPUINFO.is_file() and "avx512_vnni" in CPUINFO.read_text(), strict=False,
-                                      reason="Core ML W8A8 of 'brief' on VNNI CPUs: see the comment above")
-CASES = [pytest.param(m, f, marks=BRIEF_COREML_VNNI) if (m, f) == ("brief", "coreml") else (m, f)
-         for m in corpus.MODELS for f in ("onnx", "executorch", "coreml")]
+CASES = [(m, f) for m in corpus.MODELS for f in ("onnx", "executorch", "coreml")]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,fmt", CASES, ids=[f"{m}-{f}" for m in corpus.MODELS for f in ("onnx", "executorch", "coreml")])
+@pytest.mark.parametrize("name,fmt", CASES, ids=[f"{m}-{f}" for m, f in CASES])
 def test_every_corpus_model_gets_a_verified_int8_artifact(models, tmp_path, name, fmt):
     model = models[name]
     own_data = not model["random_weights"]  # trained models carry their dataset: no extra flags

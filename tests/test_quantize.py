@@ -11,6 +11,7 @@ from common.defaults import SHIPPED_CHECKPOINT
 from common.contract import per_image_cosine
 from data import DataError, fashion_mnist_preprocess
 from model import create_model
+from model.deploy import deploy_form
 from quantize.calibration import calibration_batch
 from quantize.pt2e import quantize_pt2e, xnnpack_quantizer
 from quantize.sensitivity import Study, too_small, units
@@ -58,6 +59,18 @@ def test_float_modules_and_norms_stay_float():
     assert everything == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) + 1  # + head Linear
     assert _quantized_convs(["stages.3.blocks.0"]) < everything
     assert _quantized_convs(units(model)) == 0
+
+
+def test_no_channel_mean_is_quantized():
+    """XNNPACK's quantizer lets a mean share its input's quantization whatever its filter says. In Core
+    ML W8A8 (the only int8 deploy form with channel means as ``mean`` ops) that kept norms from fusing
+    into ``layer_norm``: their squares were computed in fp16, which overflows above 256."""
+    model = deploy_form(create_model("shunted_nano", num_classes=10, depths=(1, 1, 1, 1)).eval(), "coreml", 32)
+    calib = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    graph = quantize_pt2e(model, torch.from_numpy(calib[:1]), calib, xnnpack_quantizer())
+    quantized = [n.args[0] for n in graph.graph.nodes if str(n.target).endswith("quantize_per_tensor.default")]
+    means = [n for n in graph.graph.nodes if "mean" in str(n.target)]
+    assert len(quantized) > 10 and len(means) > 10 and not [n for n in quantized if n in means]
 
 
 @pytest.mark.slow
