@@ -68,7 +68,7 @@ def test_no_channel_mean_is_quantized():
     model = deploy_form(create_model("shunted_nano", num_classes=10, depths=(1, 1, 1, 1)).eval(), "coreml", 32)
     calib = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     graph = quantize_pt2e(model, torch.from_numpy(calib[:1]), calib, xnnpack_quantizer())
-    quantized = [n.args[0] for n in graph.graph.nodes if str(n.target).endswith("quantize_per_tensor.default")]
+    quantized = [n.args[0] for n in graph.graph.nodes if str(n.target).startswith("quantized_decomposed.quantize_per")]
     means = [n for n in graph.graph.nodes if "mean" in str(n.target)]
     assert len(quantized) > 10 and len(means) > 10 and not [n for n in quantized if n in means]
 
