@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from .augment import epoch_uniforms, scale_crop_flip
@@ -22,10 +22,14 @@ LAYOUT_HINT = "expected one sub-folder per class (ImageNet layout)"
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as PIL RGB; DataError if it is missing or unreadable."""
+    """Open an image file as upright PIL RGB; DataError if it is missing or unreadable.
+
+    A camera's EXIF orientation is applied, as OpenCV's ``imread`` (the demos) and browsers do, so a
+    phone photo taken upright is seen upright by training, calibration and verification alike.
+    """
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path} ({exc}): pass an image file PIL can open "
                         "(jpg, png, bmp, webp, tiff, ...)") from None

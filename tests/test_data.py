@@ -342,6 +342,29 @@ def test_load_image(tmp_path: Path) -> None:
         load_image(tmp_path / "missing.png")
 
 
+DISPLAYED = {1: lambda a: a, 3: lambda a: np.rot90(a, 2), 6: lambda a: np.rot90(a, -1),
+             8: lambda a: np.rot90(a, 1)}  # EXIF orientations cameras write: how the photo is shown
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_load_image_is_upright_like_the_demos(tmp_path: Path, orientation: int) -> None:
+    """A phone photo's EXIF orientation is applied, so training, calibration and verification see it
+    as the demos (OpenCV) and browsers show it, not lying on its side."""
+    import cv2
+    stored = np.full((48, 96, 3), 128, np.uint8)
+    stored[:16, :32] = (230, 30, 30)  # a red corner tells every rotation and mirroring apart
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"photo-{orientation}.jpg"
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=100)
+    seen = np.asarray(load_image(path)).astype(int)
+    demo = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1].astype(int)
+    assert seen.shape == demo.shape == ((48, 96, 3) if orientation < 5 else (96, 48, 3))
+    assert np.abs(seen - demo).mean() < 1
+    if orientation in DISPLAYED:
+        assert np.abs(seen - DISPLAYED[orientation](stored)).mean() < 2
+
+
 def test_image_folder_augmentation(tmp_path: Path) -> None:
     root = make_classes(tmp_path / "imgs", per_class=4)
 

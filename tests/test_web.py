@@ -20,13 +20,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from apps import web, website
 from apps.chromium import chromium_missing, fake_camera, launch, write_y4m
 from apps.webserver import make_server, self_signed_context
 from common.abstain import AbstainRule, confidence, softmax
 from common.defaults import CIFAR10_CHECKPOINT, SHIPPED_CHECKPOINT
-from data import cifar10_preprocess
+from data import cifar10_preprocess, load_image
 from data.preprocess import fashion_mnist_preprocess, imagenet_preprocess, preprocess_batch, preprocess_image
 from runtime import load_artifact
 
@@ -374,6 +375,16 @@ def not_sure_picture(python: PythonOnnx, folder: Path) -> Path:
     return path
 
 
+def phone_photo(photo: Path, folder: Path) -> Path:
+    """``photo`` stored as a phone stores a portrait shot: pixels on their side, EXIF orientation 6."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    path = folder / f"{photo.stem}-sideways.jpg"
+    Image.fromarray(np.ascontiguousarray(np.rot90(np.asarray(load_image(photo)), 1))).save(
+        path, exif=exif.tobytes(), quality=95)
+    return path
+
+
 @browser_test
 def test_exported_site_classifies_camera_and_files_like_python(chromium, static_site, models, shown, tmp_path):
     with static_server(static_site) as url:
@@ -411,6 +422,15 @@ def check_exported_site(chromium, url, python, shown, tmp_path):
     named = wait_for_result(page, f"r.source === '{REAL_DOG.name}'")
     assert named["top1"] == "dog" and not named["abstained"], named
     assert samples(page, lambda labels: len(labels) == 1, python) == ["dog"]
+
+    sideways = phone_photo(REAL_DOG, tmp_path)
+    page.set_input_files("#file", str(sideways))
+    upright = wait_for_result(page, f"r.source === '{sideways.name}'")
+    assert upright["top1"] == "dog" and not upright["abstained"], upright
+    frame = page.evaluate(SAMPLE_JS, [])  # the page's frame: the photo upright, as Python reads it
+    assert (frame["width"], frame["height"]) == load_image(sideways).size == (1024, 768)
+    pixels = np.frombuffer(base64.b64decode(frame["pixels"]), np.uint8).reshape(frame["height"], frame["width"], 4)
+    assert np.abs(pixels[..., :3].astype(int) - np.asarray(load_image(sideways), int)).mean() < 3
 
     unknown = not_sure_picture(python, tmp_path)
     page.set_input_files("#file", str(unknown))
