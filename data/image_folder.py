@@ -24,12 +24,16 @@ LAYOUT_HINT = "expected one sub-folder per class (ImageNet layout)"
 def load_image(path: str | Path) -> Image.Image:
     """Open an image file as upright PIL RGB; DataError if it is missing or unreadable.
 
-    A camera's EXIF orientation is applied, as OpenCV's ``imread`` (the demos) and browsers do, so a
-    phone photo taken upright is seen upright by training, calibration and verification alike.
+    Read as OpenCV's ``imread`` (the demos) and browsers read it: a camera's EXIF orientation is
+    applied, so a photo taken upright is seen upright, and 16-bit grey keeps its top byte (PIL's own
+    conversion would clip it to white).
     """
     try:
         with Image.open(path) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
+            image = ImageOps.exif_transpose(image)
+            if image.mode.startswith("I;16"):
+                image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+            return image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path} ({exc}): pass an image file PIL can open "
                         "(jpg, png, bmp, webp, tiff, ...)") from None

@@ -365,6 +365,16 @@ def test_load_image_is_upright_like_the_demos(tmp_path: Path, orientation: int) 
         assert np.abs(seen - DISPLAYED[orientation](stored)).mean() < 2
 
 
+def test_load_image_reads_16_bit_grey_like_the_demos(tmp_path: Path) -> None:
+    import cv2
+    grey = np.linspace(0, 65535, 48 * 64).reshape(48, 64).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "grey16.png"), grey)
+    assert Image.open(tmp_path / "grey16.png").mode.startswith("I;16")
+    seen = np.asarray(load_image(tmp_path / "grey16.png"))
+    np.testing.assert_array_equal(seen, cv2.imread(str(tmp_path / "grey16.png"), cv2.IMREAD_COLOR))
+    assert (seen == 255).mean() < 0.01  # not clipped to white
+
+
 def test_image_folder_augmentation(tmp_path: Path) -> None:
     root = make_classes(tmp_path / "imgs", per_class=4)
 
