@@ -105,7 +105,10 @@ async function openFile(file) {
   state.source = null;
   try {
     if (file.type.startsWith("image/")) {
-      state.source = { kind: "image", name: file.name, element: await createImageBitmap(file), done: false };
+      // Pixels as Python reads the file (data.load_image, cv2.imread): EXIF orientation applied (the
+      // default), the embedded colour profile ignored (Chromium would convert to sRGB by default).
+      const element = await createImageBitmap(file, { colorSpaceConversion: "none" });
+      state.source = { kind: "image", name: file.name, element, done: false };
     } else {
       Object.assign(video, { src: URL.createObjectURL(file), loop: true });
       await video.play();
