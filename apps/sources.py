@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from apps import AppError
+from data.image_folder import HEIC, HEIC_ADVICE
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".jp2", ".png", ".pbm", ".pgm", ".ppm", ".pnm", ".tif", ".tiff",
                   ".webp")
@@ -105,11 +106,15 @@ def open_source(spec: str) -> Source:
     if path.is_dir():
         images = image_files(path)
         if not images:
-            raise AppError(f"no images in folder {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
+            heic = any(p.suffix.lower() in HEIC for p in path.iterdir())
+            raise AppError(f"no images in folder {path} (looked for {', '.join(IMAGE_SUFFIXES)})"
+                           + (f"; it holds HEIC photos, which OpenCV cannot read: {HEIC_ADVICE}" if heic else ""))
         return ImageSource(images, path.resolve().name)
     if not path.is_file():
         raise AppError(f"source {spec} not found; pass a camera index, a video, an image, a folder of "
                        f"images or a stream URL")
+    if path.suffix.lower() in HEIC:
+        raise AppError(f"cannot read {path}: OpenCV cannot read HEIC photos: {HEIC_ADVICE}")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
             raise AppError(f"cannot read image {path}: the file is damaged or not an image")

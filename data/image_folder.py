@@ -19,6 +19,8 @@ from .splits import SPLITS, check_split, limit_indices, stratified_split
 FRACTIONS = (0.8, 0.1, 0.1)  # train/val/test of a folder without split sub-folders
 SPLIT_DIRS = {"train": ("train",), "val": ("val", "test"), "test": ("test", "val")}
 LAYOUT_HINT = "expected one sub-folder per class (ImageNet layout)"
+HEIC = {".heic", ".heif"}  # an iPhone's photos: neither PIL, OpenCV nor most browsers read them
+HEIC_ADVICE = "convert to JPEG first (on a Mac: sips -s format jpeg IN.heic --out OUT.jpg)"
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -37,6 +39,15 @@ def load_image(path: str | Path) -> Image.Image:
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path} ({exc}): pass an image file PIL can open "
                         "(jpg, png, bmp, webp, tiff, ...)") from None
+
+
+def unreadable_note(paths: list[str]) -> str:
+    """How many of ``paths`` were skipped, the first of them, and for HEIC photos what to do."""
+    note = f"{len(paths)} non-image or corrupt files such as {paths[0]}"
+    heic = sum(os.path.splitext(p)[1].lower() in HEIC for p in paths)
+    if heic:
+        note += f"; HEIC photos ({heic} of them) cannot be read by PIL, OpenCV or most browsers: {HEIC_ADVICE}"
+    return note
 
 
 def _is_image(path: str, extensions: set[str], verify: bool) -> bool:
@@ -110,11 +121,11 @@ class ImageFolder(Dataset):
                                 f"{self.root / 'train'}: give every split the same class sub-folders")
             self.classes = train_classes
         samples, skipped = scan_folder(folder, self.classes, verify)
-        if skipped:
-            warnings.warn(f"skipped {len(skipped)} non-image or corrupt files in {folder} "
-                          f"(first: {skipped[0]})", stacklevel=2)
         if not samples:
-            raise DataError(f"no images found in {folder}: {LAYOUT_HINT}")
+            raise DataError(f"no readable images in {folder}: {unreadable_note(skipped)}" if skipped
+                            else f"no images found in {folder}: {LAYOUT_HINT}")
+        if skipped:
+            warnings.warn(f"skipped {unreadable_note(skipped)} in {folder}", stacklevel=2)
         indices = np.arange(len(samples))
         if split_by_seed:
             parts = stratified_split([label for _, label in samples], FRACTIONS, split_seed)

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from data import DataError, build_dataset, load_image, preprocess_batch
+from data.image_folder import unreadable_note
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -92,8 +93,11 @@ def calibration_batch(source: str, meta: dict, limit: int | None = None, seed: i
         dataset = build_dataset(source, "train", spec, seed=seed, limit=limit)
         batch = torch.stack([dataset[i][0] for i in range(len(dataset))]).numpy()
     if len(batch) == 0:
-        raise DataError(f"no readable images in {source} for calibration; pass 'cifar10', 'fashion-mnist', "
-                        f"a folder of images or a .npy array")
+        files = sorted(str(p) for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) \
+            if path.is_dir() else []
+        skipped = f": {unreadable_note(files)}; or" if files else ";"
+        raise DataError(f"no readable images in {source} for calibration{skipped} pass 'cifar10', "
+                        f"'fashion-mnist', a folder of images or a .npy array")
     return batch
 
 

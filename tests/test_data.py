@@ -329,6 +329,11 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(DataError, match="no images found"):
         ImageFolder(tmp_path, "all", SMALL_SPEC)
+    for name in ("IMG_0001.HEIC", "IMG_0002.heic", "notes.txt"):  # an iPhone's photos, unconverted
+        (tmp_path / "empty_class" / name).write_bytes(b"ftypheic")
+    with pytest.raises(DataError, match=r"no readable images in .*: 3 non-image or corrupt files such as "
+                                        r".*IMG_0001.HEIC; HEIC photos \(2 of them\).*convert to JPEG first"):
+        ImageFolder(tmp_path, "all", SMALL_SPEC)
 
 
 def test_load_image(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ def test_flat_image_folder_is_resized_to_the_model(tmp_path):
 @pytest.mark.parametrize("make,message", [
     (lambda p: p, "no readable images"),
     (lambda p: (p / "x.jpg").write_bytes(b"not a jpeg") and p, "no readable images"),
+    (lambda p: (p / "IMG_0001.HEIC").write_bytes(b"ftypheic") and p, r"HEIC photos \(1 of them\).*to JPEG"),
 ])
 def test_empty_or_non_image_calibration_is_refused(tmp_path, make, message):
     folder = make(tmp_path) or tmp_path
