@@ -430,6 +430,8 @@ def check_exported_site(chromium, url, python, shown, tmp_path):
     assert "int8 on wasm 1 thread" in status and "camera" in status
     assert "airplane, automobile, bird" in knows and "CIFAR-10" in knows and "not sure" in knows
     assert "resized to 32 px (bilinear), centre 32×32 crop" in knows
+    page.set_viewport_size({"width": 360, "height": 740})  # a phone held upright: nothing wider than it
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
 
     page.select_option("#model", python.runners["fp32"].path.name)
     wait_for_result(page, "r.precision === 'fp32'")
