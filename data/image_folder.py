@@ -26,9 +26,9 @@ HEIC_ADVICE = "convert to JPEG first (on a Mac: sips -s format jpeg IN.heic --ou
 def load_image(path: str | Path) -> Image.Image:
     """Open an image file as upright PIL RGB; DataError if it is missing or unreadable.
 
-    Read as OpenCV's ``imread`` (the demos) and browsers read it: a camera's EXIF orientation is
-    applied, so a photo taken upright is seen upright, and 16-bit grey keeps its top byte (PIL's own
-    conversion would clip it to white).
+    Read as OpenCV's ``imread`` reads it for the desktop demo: a camera's EXIF orientation applied
+    (browsers apply it too), so a photo taken upright is seen upright, its colour profile ignored, and
+    16-bit grey reduced to its top byte (PIL's own conversion would clip it to white).
     """
     try:
         with Image.open(path) as image:
