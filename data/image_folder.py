@@ -32,7 +32,7 @@ def load_image(path: str | Path) -> Image.Image:
     """
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)
             if image.mode.startswith("I;16"):
                 image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
             return image.convert("RGB")
