@@ -460,6 +460,12 @@ def check_exported_site(chromium, url, python, shown, tmp_path):
     difference = np.abs(pixels[..., :3].astype(int) - np.asarray(load_image(sideways), int)).mean()
     assert difference < 3, f"the page's pixels differ from Python's by {difference:.1f} levels on average"
 
+    heic = tmp_path / "IMG_0001.HEIC"  # an iPhone's photo, not converted: said, not shown
+    heic.write_bytes(b"\0\0\0\x18ftypheic" + bytes(64))
+    page.set_input_files("#file", str(heic))
+    page.wait_for_function("document.getElementById('status').textContent.includes('IMG_0001.HEIC')")
+    assert "convert it to JPEG" in page.text_content("#status")
+
     unknown = not_sure_picture(python, tmp_path)
     page.set_input_files("#file", str(unknown))
     declined = wait_for_result(page, f"r.source === '{unknown.name}'")

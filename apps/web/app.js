@@ -116,7 +116,8 @@ async function openFile(file) {
     }
     note("source", file.name);
   } catch (err) {
-    note("source", `cannot open ${file.name}: ${err.message || err}`, true);
+    const heic = /\.hei[cf]$/i.test(file.name) ? " (a HEIC photo this browser cannot decode: convert it to JPEG)" : "";
+    note("source", `cannot open ${file.name}: ${err.message || err}${heic}`, true);
   }
 }
 
