@@ -460,6 +460,13 @@ def check_exported_site(chromium, url, python, shown, tmp_path):
     difference = np.abs(pixels[..., :3].astype(int) - np.asarray(load_image(sideways), int)).mean()
     assert difference < 3, f"the page's pixels differ from Python's by {difference:.1f} levels on average"
 
+    large = tmp_path / "dog-20mp.jpg"  # over Safari's canvas limit (4096 x 4096 pixels): scaled to fit it
+    load_image(REAL_DOG).resize((5120, 3840), Image.Resampling.BICUBIC).save(large, quality=90)
+    page.set_input_files("#file", str(large))
+    assert wait_for_result(page, f"r.source === '{large.name}'")["top1"] == "dog"
+    width, height = page.evaluate("[window.lastRun.frame.width, window.lastRun.frame.height]")
+    assert width * height <= 4096 * 4096 and (width, height) == (4729, 3547)
+
     heic = tmp_path / "IMG_0001.HEIC"  # an iPhone's photo, not converted: said, not shown
     heic.write_bytes(b"\0\0\0\x18ftypheic" + bytes(64))
     page.set_input_files("#file", str(heic))

@@ -11,6 +11,7 @@ const options = { backend: params.get("backend"), threads: Number(params.get("th
 const TOPK = Number(params.get("topk")) || 3;
 const MIN_VIEW = 480; // shorter side of the view in canvas pixels, so the overlay stays readable
 const SMOOTHING = 0.9; // of the FPS, as in the desktop demo
+const MAX_FRAME_PIXELS = 4096 * 4096; // Safari's canvas limit: a larger photo is scaled down to fit it
 
 const $ = (id) => document.getElementById(id);
 const view = $("view").getContext("2d");
@@ -123,14 +124,17 @@ async function openFile(file) {
 
 function frameSize(source) {
   const el = source.element;
-  return source.kind === "image" ? [el.width, el.height] : [el.videoWidth, el.videoHeight];
+  const [width, height] = source.kind === "image" ? [el.width, el.height] : [el.videoWidth, el.videoHeight];
+  const scale = Math.min(1, Math.sqrt(MAX_FRAME_PIXELS / (width * height)));
+  return [Math.floor(width * scale), Math.floor(height * scale)];
 }
 
 // --- the frame loop --------------------------------------------------------------------------
 async function step(source, model) {
   const [width, height] = frameSize(source);
   if (grab.canvas.width !== width || grab.canvas.height !== height) Object.assign(grab.canvas, { width, height });
-  grab.drawImage(source.element, 0, 0);
+  grab.imageSmoothingQuality = "high"; // only a photo over MAX_FRAME_PIXELS is scaled here
+  grab.drawImage(source.element, 0, 0, width, height);
   const frame = grab.getImageData(0, 0, width, height);
   const input = preprocess(frame.data, width, height, model.meta.preprocess);
   const { logits, ms } = await infer(model, input);
