@@ -39,6 +39,12 @@ def pad_crop_flip(pixels: np.ndarray, pad: int, u: np.ndarray) -> np.ndarray:
     return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
+def decode_side(spec: dict[str, Any]) -> int:
+    """Shorter side a photo needs before ``scale_crop_flip``: twice the largest it resizes to, so a
+    camera JPEG decoded smaller (``load_image(min_side=...)``) still resizes down with antialiasing."""
+    return 2 * round(SCALE_JITTER * spec["resize"])
+
+
 def scale_crop_flip(image: Image.Image | np.ndarray, spec: dict[str, Any], u: np.ndarray) -> np.ndarray:
     """Random-resized-crop-lite for natural images, ending in the spec's normalization.
 

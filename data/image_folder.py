@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from .augment import epoch_uniforms, scale_crop_flip
+from .augment import decode_side, epoch_uniforms, scale_crop_flip
 from .errors import DataError
 from .preprocess import imagenet_preprocess, preprocess_image, validate_preprocess
 from .splits import SPLITS, check_split, limit_indices, stratified_split
@@ -23,15 +23,20 @@ HEIC = {".heic", ".heif"}  # an iPhone's photos: neither PIL, OpenCV nor most br
 HEIC_ADVICE = "convert to JPEG first (on a Mac: sips -s format jpeg IN.heic --out OUT.jpg)"
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path, min_side: int | None = None) -> Image.Image:
     """Open an image file as upright PIL RGB; DataError if it is missing or unreadable.
 
     Read as OpenCV's ``imread`` reads it for the desktop demo: a camera's EXIF orientation applied
     (browsers apply it too), so a photo taken upright is seen upright, its colour profile ignored, and
     16-bit grey reduced to its top byte (PIL's own conversion would clip it to white).
+
+    ``min_side`` (training only): a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT
+    scaling) while its shorter side stays at least this; other formats are decoded whole.
     """
     try:
         with Image.open(path) as image:
+            if min_side:
+                image.draft(image.mode, (min_side, min_side))
             ImageOps.exif_transpose(image, in_place=True)
             if image.mode.startswith("I;16"):
                 image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
@@ -153,9 +158,9 @@ class ImageFolder(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        image = load_image(path)
         if not self.train:
-            return torch.from_numpy(preprocess_image(image, self.spec)), label
+            return torch.from_numpy(preprocess_image(load_image(path), self.spec)), label
+        image = load_image(path, decode_side(self.spec))
         if self._draws is None or self._draws[0] != self.epoch:
             self._draws = self.epoch, epoch_uniforms(self.seed, self.epoch, len(self), 4)
         return torch.from_numpy(scale_crop_flip(image, self.spec, self._draws[1][index])), label

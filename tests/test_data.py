@@ -16,7 +16,7 @@ from PIL import Image
 from data import (DataError, FASHION_MNIST_CLASSES, FashionMNIST, ImageFolder, build_dataset,
                   fashion_mnist_preprocess, imagenet_preprocess, load_image, preprocess_batch,
                   preprocess_image, validate_preprocess)
-from data.augment import TRIVIAL_OPS, epoch_uniforms, pad_crop_flip, scale_crop_flip, trivial_augment
+from data.augment import TRIVIAL_OPS, decode_side, epoch_uniforms, pad_crop_flip, scale_crop_flip, trivial_augment
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SMALL_SPEC = imagenet_preprocess(16)  # resize 18, crop 16, bicubic
@@ -394,6 +394,29 @@ def test_image_folder_augmentation(tmp_path: Path) -> None:
     assert not torch.equal(first, items(0, 1)) and not torch.equal(first, items(2, 0))
     plain = torch.stack([x for x, _ in ImageFolder(root, "all", SMALL_SPEC)])
     assert not torch.equal(first, plain)
+
+
+def test_training_decodes_camera_jpegs_smaller(tmp_path: Path) -> None:
+    """A camera JPEG is decoded at a DCT scale for training crops (5.9x faster at 12 MP, 224 px):
+    smaller, still upright, and the training item within a level of the one from a full decode."""
+    photo = Path(__file__).resolve().parents[1] / "data/photos/cifar10/dog/dog-farm.webp"
+    dog = Image.open(photo).convert("RGB").resize((1600, 1200))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, shown rotated: a phone's portrait shot
+    (tmp_path / "dog").mkdir()
+    dog.save(tmp_path / "dog/photo.jpg", exif=exif.tobytes(), quality=90)
+    dog.save(tmp_path / "dog/photo.png")
+    side = decode_side(SMALL_SPEC)
+    full, small = load_image(tmp_path / "dog/photo.jpg"), load_image(tmp_path / "dog/photo.jpg", side)
+    assert full.size == (1200, 1600) and small.size == (150, 200) and min(small.size) >= side
+    assert load_image(tmp_path / "dog/photo.png", side).size == (1600, 1200)  # other formats: whole
+    folder = ImageFolder(tmp_path, "all", SMALL_SPEC, train=True, seed=3)
+    draws = epoch_uniforms(3, 0, len(folder), 4)
+    for index, (path, _) in enumerate(folder.samples):
+        item = folder[index][0].numpy()
+        exact = scale_crop_flip(load_image(path), SMALL_SPEC, draws[index])
+        levels = np.abs(item - exact) * np.array(SMALL_SPEC["std"])[:, None, None] * 255
+        assert levels.mean() < 1, (path, levels.mean())
 
 
 def test_scale_crop_flip_ends_in_spec_normalization() -> None:
