@@ -53,7 +53,7 @@ def model_logits(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
 def ood_images(source: str, spec: dict) -> np.ndarray:
     """Preprocessed images of one out-of-domain source: a named data set's test split, a folder
     (every image in it and its sub-folders) or ``scene-free``."""
-    from data import DataError, build_dataset, dataset_name, load_image, preprocess_batch
+    from data import DataError, build_dataset, dataset_name, preprocess_batch, preprocess_files
     from data.synthetic import scene_free_images
     if source == SCENE_FREE:
         return preprocess_batch(scene_free_images(SCENE_FREE_COUNT), spec)
@@ -68,7 +68,7 @@ def ood_images(source: str, spec: dict) -> np.ndarray:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in Image.registered_extensions())
     if not files:
         raise DataError(f"no images in {folder}: pass a folder of photos the model was not trained on")
-    return preprocess_batch([load_image(p) for p in files], spec)
+    return preprocess_files(files, spec)
 
 
 def source_name(source: str) -> str:

@@ -7,10 +7,10 @@ from typing import Any
 from .cifar10 import CLASSES as CIFAR10_CLASSES, Cifar10
 from .errors import DataError
 from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES, FashionMNIST
-from .image_folder import ImageFolder, load_image
+from .image_folder import ImageFolder, load_image, preprocess_files
 
 __all__ = ["CIFAR10_CLASSES", "Cifar10", "DataError", "FASHION_MNIST_CLASSES", "FashionMNIST", "ImageFolder",
-           "build_dataset", "dataset_name", "load_image"]
+           "build_dataset", "dataset_name", "load_image", "preprocess_files"]
 
 FASHION_MNIST = "fashion-mnist"
 CIFAR10 = "cifar10"

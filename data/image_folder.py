@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -44,6 +44,21 @@ def load_image(path: str | Path, min_side: int | None = None) -> Image.Image:
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path} ({exc}): pass an image file PIL can open "
                         "(jpg, png, bmp, webp, tiff, ...)") from None
+
+
+def preprocess_files(paths: Iterable[str | Path], spec: dict[str, Any],
+                     skip_unreadable: bool = False) -> np.ndarray:
+    """Image files -> one float32 array ``(N, 3, crop, crop)``, decoded one at a time so a folder of
+    camera photos never sits whole in memory (a 12 MP photo is 36 MB decoded). Unreadable files
+    raise DataError, or are left out with ``skip_unreadable``."""
+    arrays = []
+    for path in paths:
+        try:
+            arrays.append(preprocess_image(load_image(path), spec))
+        except DataError:
+            if not skip_unreadable:
+                raise
+    return np.stack(arrays) if arrays else np.zeros((0, 3, spec["crop"], spec["crop"]), np.float32)
 
 
 def unreadable_note(paths: list[str]) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data import DataError, build_dataset, load_image, preprocess_batch
+from data import DataError, build_dataset, preprocess_files
 from data.image_folder import unreadable_note
 
 
@@ -42,15 +42,8 @@ def _pool_images(path: Path, spec: dict, start: int, count: int, seed: int) -> n
         order = np.random.default_rng(seed).permutation(len(batch))[start:start + count]
         return batch[np.sort(order)].astype(np.float32)
     files = _image_files(path)
-    images = []
-    for index in np.random.default_rng(seed).permutation(len(files))[start:start + count]:
-        try:
-            images.append(load_image(files[index]))
-        except DataError:
-            continue
-    if not images:
-        return np.zeros((0, 3, size, size), np.float32)
-    return preprocess_batch(images, spec)
+    order = np.random.default_rng(seed).permutation(len(files))[start:start + count]
+    return preprocess_files([files[i] for i in order], spec, skip_unreadable=True)
 
 
 def default_calibration_size(input_size: int) -> int:
