@@ -30,8 +30,8 @@ def load_image(path: str | Path, min_side: int | None = None) -> Image.Image:
     (browsers apply it too), so a photo taken upright is seen upright, its colour profile ignored, and
     16-bit grey reduced to its top byte (PIL's own conversion would clip it to white).
 
-    ``min_side`` (training only): a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT
-    scaling) while its shorter side stays at least this; other formats are decoded whole.
+    ``min_side`` (training and calibration only): a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size
+    (libjpeg's DCT scaling) while its shorter side stays at least this; other formats decode whole.
     """
     try:
         with Image.open(path) as image:
@@ -46,15 +46,15 @@ def load_image(path: str | Path, min_side: int | None = None) -> Image.Image:
                         "(jpg, png, bmp, webp, tiff, ...)") from None
 
 
-def preprocess_files(paths: Iterable[str | Path], spec: dict[str, Any],
-                     skip_unreadable: bool = False) -> np.ndarray:
+def preprocess_files(paths: Iterable[str | Path], spec: dict[str, Any], skip_unreadable: bool = False,
+                     min_side: int | None = None) -> np.ndarray:
     """Image files -> one float32 array ``(N, 3, crop, crop)``, decoded one at a time so a folder of
     camera photos never sits whole in memory (a 12 MP photo is 36 MB decoded). Unreadable files
-    raise DataError, or are left out with ``skip_unreadable``."""
+    raise DataError, or are left out with ``skip_unreadable``; ``min_side`` as in :func:`load_image`."""
     arrays = []
     for path in paths:
         try:
-            arrays.append(preprocess_image(load_image(path), spec))
+            arrays.append(preprocess_image(load_image(path, min_side), spec))
         except DataError:
             if not skip_unreadable:
                 raise

@@ -1,5 +1,6 @@
 """Quantization: calibration input checks, the PT2E filter, sensitivity, and int8 artifacts."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +47,25 @@ def test_flat_folder_holds_one_decoded_photo_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setattr(image_folder, "load_image", counting_load)
     batch = calibration_batch(str(tmp_path), META, limit=4)
     assert batch.shape == (4, 3, 32, 32) and alive_at_read == [0, 0, 0, 0]
+
+
+def test_calibration_decodes_camera_jpegs_smaller_verification_whole(tmp_path):
+    """Calibration reads a camera JPEG at a DCT scale (within a level of the whole photo); the images
+    that judge the artifact are decoded whole, as the demos decode them."""
+    from data import cifar10_preprocess, load_image, preprocess_files
+    from quantize.calibration import held_out_images
+    photo = Image.open(Path(__file__).resolve().parents[1] / "data/photos/cifar10/dog/dog-farm.webp")
+    for i, box in enumerate([(0, 0, 1200, 900), (300, 100, 1500, 1000)]):
+        photo.convert("RGB").crop(box).resize((1600, 1200)).save(tmp_path / f"{i}.jpg", quality=90)
+    meta = {"preprocess": cifar10_preprocess(), "input_size": 32}
+    files = sorted(tmp_path.iterdir())
+    whole = preprocess_files(files, meta["preprocess"])
+    assert load_image(files[0], 2 * meta["preprocess"]["resize"]).size == (200, 150)
+    calibration = calibration_batch(str(tmp_path), meta, limit=2)  # in its own seeded order
+    levels = [min(np.abs(c - w).mean() for w in whole) * 0.25 * 255 for c in calibration]  # std ~0.25
+    assert all(0 < level < 1 for level in levels), levels
+    held, _, _ = held_out_images(str(tmp_path), meta["preprocess"], 2, 0, seed=0)
+    assert sorted(x.numpy().tobytes() for x in held) == sorted(x.tobytes() for x in whole)
 
 
 @pytest.mark.parametrize("make,message", [
