@@ -198,6 +198,15 @@ def test_parallel_builds_start_the_costliest_artifacts_first():
     assert order[-2:] == ["coreml:fp16", "onnx:fp32"]  # the cheapest last
 
 
+def test_core_ai_is_a_default_row_where_it_takes_minutes_not_hours():
+    from benchmarks.report.cli import DEFAULT_SPECS, default_specs
+    assert default_specs(32, "Linux") == (list(DEFAULT_SPECS), None)
+    assert default_specs(224, "Darwin") == (list(DEFAULT_SPECS), None)  # the OS runs it natively
+    specs, note = default_specs(224, "Linux")
+    assert specs == [s for s in DEFAULT_SPECS if s != "coreai:fp16"] and len(specs) == len(DEFAULT_SPECS) - 1
+    assert "coreai:fp16 left out at 224 px" in note and f"--artifacts {','.join(DEFAULT_SPECS)}" in note
+
+
 def test_reuse_requires_matching_intact_manifest(tmp_path):
     from convert.manifest import finalize
     artifact = tmp_path / "m_32_fp32.onnx"
