@@ -56,16 +56,20 @@ class Runner:
     def judged_outputs(self, x: np.ndarray) -> np.ndarray:
         """Logits of ``x`` for verification and accuracy. Runners of slow reference engines
         (``remembers_outputs``: Core ML's numpy evaluator, Core AI's reference path) take the images
-        this artifact has already been run on in this process from ``runtime.memo``; timing uses
-        :meth:`run`, which always runs."""
+        this artifact has already been run on in this process from ``runtime.memo``, and say on stderr
+        how long a pass of over a minute will take (``runtime.progress``); timing uses :meth:`run`,
+        which always runs."""
         if not self.remembers_outputs:
             return self.run(x)
         from common.digest import artifact_sha256
 
         from .memo import remembered
+        from .progress import run_with_progress
         if self._content_key is None:  # the engine too: Core ML on a Mac gives other values per compute unit
             self._content_key = f"{getattr(self, 'engine', self.format)}:{artifact_sha256(self.path)}"
-        return remembered(self._content_key, np.ascontiguousarray(x, dtype=np.float32), self.run)
+        engine = getattr(self, "engine", self.format)
+        return remembered(self._content_key, np.ascontiguousarray(x, dtype=np.float32),
+                          lambda images: run_with_progress(self.run, images, engine))
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
