@@ -65,9 +65,9 @@ class Runner:
 
         from .memo import remembered
         from .progress import run_with_progress
-        if self._content_key is None:  # the engine too: Core ML on a Mac gives other values per compute unit
-            self._content_key = f"{getattr(self, 'engine', self.format)}:{artifact_sha256(self.path)}"
         engine = getattr(self, "engine", self.format)
+        if self._content_key is None:  # the engine too: Core ML on a Mac gives other values per compute unit
+            self._content_key = f"{engine}:{artifact_sha256(self.path)}"
         return remembered(self._content_key, np.ascontiguousarray(x, dtype=np.float32),
                           lambda images: run_with_progress(self.run, images, engine))
 
