@@ -13,7 +13,8 @@ from torch.utils.data import Dataset
 
 from .augment import decode_side, epoch_uniforms, scale_crop_flip
 from .errors import DataError
-from .preprocess import imagenet_preprocess, preprocess_image, validate_preprocess
+from . import pixel_cache
+from .preprocess import crop_pixels, imagenet_preprocess, normalize, validate_preprocess
 from .splits import SPLITS, check_split, limit_indices, stratified_split
 
 FRACTIONS = (0.8, 0.1, 0.1)  # train/val/test of a folder without split sub-folders
@@ -46,6 +47,15 @@ def load_image(path: str | Path, min_side: int | None = None) -> Image.Image:
                         "(jpg, png, bmp, webp, tiff, ...)") from None
 
 
+def preprocess_file(path: str | Path, spec: dict[str, Any], min_side: int | None = None) -> np.ndarray:
+    """One image file -> float32 ``(3, crop, crop)``, as ``preprocess_image(load_image(path, min_side),
+    spec)``; its pixels come from :mod:`data.pixel_cache` when a run keeps them there."""
+    validate_preprocess(spec)
+    geometry = (spec["resize"], spec["crop"], spec["interpolation"], spec["grayscale"], min_side)
+    pixels = pixel_cache.cached(path, geometry, lambda: crop_pixels(load_image(path, min_side), spec))
+    return normalize(pixels, spec)
+
+
 def preprocess_files(paths: Iterable[str | Path], spec: dict[str, Any], skip_unreadable: bool = False,
                      min_side: int | None = None) -> np.ndarray:
     """Image files -> one float32 array ``(N, 3, crop, crop)``, decoded one at a time so a folder of
@@ -54,7 +64,7 @@ def preprocess_files(paths: Iterable[str | Path], spec: dict[str, Any], skip_unr
     arrays = []
     for path in paths:
         try:
-            arrays.append(preprocess_image(load_image(path, min_side), spec))
+            arrays.append(preprocess_file(path, spec, min_side))
         except DataError:
             if not skip_unreadable:
                 raise
@@ -174,7 +184,7 @@ class ImageFolder(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         if not self.train:
-            return torch.from_numpy(preprocess_image(load_image(path), self.spec)), label
+            return torch.from_numpy(preprocess_file(path, self.spec)), label
         image = load_image(path, decode_side(self.spec))
         if self._draws is None or self._draws[0] != self.epoch:
             self._draws = self.epoch, epoch_uniforms(self.seed, self.epoch, len(self), 4)

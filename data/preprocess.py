@@ -122,7 +122,8 @@ def normalize(pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     return out
 
 
-def _pixels(image: Image.Image | np.ndarray, spec: dict[str, Any], color_order: str) -> np.ndarray:
+def crop_pixels(image: Image.Image | np.ndarray, spec: dict[str, Any], color_order: str = "RGB") -> np.ndarray:
+    """uint8 pixels of the resized, centre-cropped image: ``(crop, crop)`` grey or ``(crop, crop, 3)``."""
     image = to_pil(image, spec, color_order)
     return np.asarray(center_crop(resize_shorter(image, spec["resize"], spec["interpolation"]),
                                   spec["crop"]))
@@ -132,7 +133,7 @@ def preprocess_batch(images: Iterable[Image.Image | np.ndarray], spec: dict[str,
                      color_order: str = "RGB") -> np.ndarray:
     """Preprocess several images into one float32 array ``(N, 3, crop, crop)``."""
     validate_preprocess(spec)
-    pixels = [_pixels(image, spec, color_order) for image in images]
+    pixels = [crop_pixels(image, spec, color_order) for image in images]
     if not pixels:
         return np.zeros((0, 3, spec["crop"], spec["crop"]), np.float32)
     return normalize(np.stack(pixels), spec)

@@ -14,6 +14,7 @@ from typing import Callable
 from common.defaults import SHIPPED_CHECKPOINT, SHIPPED_VARIANT
 from common.errors import UserError
 from common.quiet import output_to
+from data import pixel_cache
 
 FORMAT_NAMES = {"pytorch": "PyTorch", "onnx": "ONNX", "executorch": "ExecuTorch", "coreml": "Core ML",
                 "coreai": "Core AI"}
@@ -165,8 +166,8 @@ def build_all(jobs: list[Job], weights: Weights, batch: int, directory: Path, da
             # each worker's numpy (Core ML's evaluator) and OpenMP pools at its share of the cores: left at
             # every core, two workers' pools spin against each other (Core ML verification 2x slower)
             with children_environment(thread_variables(threads)), ProcessPoolExecutor(
-                    min(workers, len(todo)), mp_context=get_context("spawn"), initializer=_set_worker_judge,
-                    initargs=(judge,)) as pool:
+                    min(workers, len(todo)), mp_context=get_context("spawn"), initializer=_init_worker,
+                    initargs=(judge, pixel_cache.folder())) as pool:
                 futures = {pool.submit(build_logged, job, *args, log, data, threads, _WORKER_JUDGE): job
                            for job, log in sorted(zip(todo, logs), key=lambda pair: -expected_cost(pair[0]))}
                 for future in as_completed(futures):
@@ -201,9 +202,11 @@ _WORKER_JUDGE = "worker's judge"  # stands for the judge a worker process receiv
 _worker_judge: Callable[[Job, int | None], None] | None = None
 
 
-def _set_worker_judge(judge: Callable[[Job, int | None], None] | None) -> None:
+def _init_worker(judge: Callable[[Job, int | None], None] | None, pixels: Path | None) -> None:
+    """A build worker's start: the report's judge, and the pixel cache the report keeps (data.pixel_cache)."""
     global _worker_judge
     _worker_judge = judge
+    pixel_cache.use(pixels)
 
 
 def build_logged(job: Job, weights: Weights, batch: int, directory: Path, verify_data: str | None, rebuild: bool,

@@ -123,6 +123,7 @@ def run_report(args: argparse.Namespace, command: str | None = None) -> None:
     from benchmarks.report.render import document, markdown_table, plot_or_note, write
     from convert.manifest import versions
     from common.quiet import quiet_third_party
+    from data import pixel_cache
 
     started, wall = datetime.now(), time.perf_counter()
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -144,21 +145,22 @@ def run_report(args: argparse.Namespace, command: str | None = None) -> None:
     threads = args.threads or physical_cores()
     phases = {}
 
-    t0 = time.perf_counter()  # the reference first: each build worker then judges the artifact it built
-    judged = not weights.random and bool(args.data)
-    accuracy = prepare_accuracy(weights, args.data, args.split, args.limit, cpu_only=args.no_cuda) if judged \
-        else AccuracyPhase()
-    if accuracy.judge is not None:
-        accuracy.judge.coreml_limit, accuracy.judge.threads = args.coreml_limit or None, threads
-    phases["reference_s"] = round(time.perf_counter() - t0, 1)
+    with pixel_cache.shared_cache(run_dir):  # a folder's photos decoded once, not once per artifact
+        t0 = time.perf_counter()  # the reference first: each build worker then judges the artifact it built
+        judged = not weights.random and bool(args.data)
+        accuracy = prepare_accuracy(weights, args.data, args.split, args.limit, cpu_only=args.no_cuda) if judged \
+            else AccuracyPhase()
+        if accuracy.judge is not None:
+            accuracy.judge.coreml_limit, accuracy.judge.threads = args.coreml_limit or None, threads
+        phases["reference_s"] = round(time.perf_counter() - t0, 1)
 
-    t0 = time.perf_counter()
-    build_all(jobs, weights, args.batch, args.artifacts_dir, args.data, args.rebuild, run_dir / "conversions.log",
-              args.build_workers, judge=accuracy.judge)
-    built = [job for job in jobs if not job.error]
-    accuracy.collect(built)
-    cross_check = report_cross_check(built, args.data, args.split, args.coreml_limit or None) if judged else None
-    phases["artifacts_and_accuracy_s"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        build_all(jobs, weights, args.batch, args.artifacts_dir, args.data, args.rebuild, run_dir / "conversions.log",
+                  args.build_workers, judge=accuracy.judge)
+        built = [job for job in jobs if not job.error]
+        accuracy.collect(built)
+        cross_check = report_cross_check(built, args.data, args.split, args.coreml_limit or None) if judged else None
+        phases["artifacts_and_accuracy_s"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()  # interleaved, one process per row
     targets = latency_targets(weights, built, cuda=not args.no_cuda and cuda_available())
