@@ -5,6 +5,7 @@ rounds half to even and clips, each step giving the value the input's dtype woul
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -29,6 +30,19 @@ def _along(param: np.ndarray, rank: int, axis) -> np.ndarray:
 
 @op("quantize")
 def quantize(input, scale, output_dtype: str, zero_point=None, axis=None):
+    if input.dtype == np.float16 and _per_tensor(scale, zero_point):  # 65,536 possible inputs: look them up
+        return _quantize_table(*_key(scale), *_key(zero_point), output_dtype)[input.view(np.uint16)]
+    return _quantize(input, scale, output_dtype, zero_point, axis)
+
+
+@op("dequantize")
+def dequantize(input, scale, zero_point=None, axis=None):
+    if input.dtype.itemsize == 1 and _per_tensor(scale, zero_point):  # 256 possible inputs: look them up
+        return _dequantize_table(input.dtype.str, *_key(scale), *_key(zero_point))[input.view(np.uint8)]
+    return _dequantize(input, scale, zero_point, axis)
+
+
+def _quantize(input, scale, output_dtype: str, zero_point=None, axis=None):
     # float32 arithmetic rounded to the operands' type after each step: the same values as numpy's float16
     # loops (float32 carries more than twice float16's precision), computed several times faster
     dtype = np.result_type(input, scale)
@@ -40,12 +54,39 @@ def quantize(input, scale, output_dtype: str, zero_point=None, axis=None):
     return np.clip(q, info.min, info.max).astype(STORAGE[output_dtype])
 
 
-@op("dequantize")
-def dequantize(input, scale, zero_point=None, axis=None):
+def _dequantize(input, scale, zero_point=None, axis=None):
     x = input.astype(F32)
     if zero_point is not None:  # a difference of 8-bit integers: exact in any float type
         x = x - _along(zero_point, input.ndim, axis).astype(F32)
     return (x * _along(scale, input.ndim, axis).astype(F32)).astype(scale.dtype)
+
+
+# Per-tensor quantize of float16 and dequantize of 8-bit codes are functions of a 16- or 8-bit pattern:
+# each op's table holds the kernel above applied to every pattern once, so a lookup gives its values.
+def _per_tensor(scale, zero_point) -> bool:
+    return np.size(scale) == 1 and (zero_point is None or np.size(zero_point) == 1)
+
+
+def _key(value) -> tuple:
+    """A hashable, exact form of a scalar parameter (or of None)."""
+    return (None, None) if value is None else (np.asarray(value).dtype.str, np.asarray(value).tobytes())
+
+
+def _scalar(dtype: str | None, data: bytes | None):
+    return None if dtype is None else np.frombuffer(data, dtype)[0]
+
+
+@lru_cache(maxsize=1024)
+def _quantize_table(scale_dtype, scale, zero_dtype, zero, output_dtype: str) -> np.ndarray:
+    patterns = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    with np.errstate(invalid="ignore"):  # NaN patterns: whatever the kernel gives them
+        return _quantize(patterns, _scalar(scale_dtype, scale), output_dtype, _scalar(zero_dtype, zero))
+
+
+@lru_cache(maxsize=1024)
+def _dequantize_table(code_dtype: str, scale_dtype, scale, zero_dtype, zero) -> np.ndarray:
+    codes = np.arange(256, dtype=np.uint8).view(code_dtype)
+    return _dequantize(codes, _scalar(scale_dtype, scale), _scalar(zero_dtype, zero))
 
 
 @op("constexpr_affine_dequantize")

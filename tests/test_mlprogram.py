@@ -304,13 +304,51 @@ def test_fp16_rounds_and_overflows_like_float16(tmp_path):
 @pytest.mark.parametrize("mode", ["EXACT", "TANH_APPROXIMATION", "SIGMOID_APPROXIMATION"])
 def test_gelu_in_chunks_gives_the_values_of_one_pass(mode, monkeypatch):
     from mlprogram import ops
-    x = (np.random.default_rng(0).standard_normal((3, 5, 7, 11)) * 4).astype(F16)  # 1155 elements
+    x = (np.random.default_rng(0).standard_normal((3, 5, 7, 11)) * 4).astype(F32)  # 1155 elements
     whole = ops.gelu(x, mode)
     monkeypatch.setattr(ops, "GELU_CHUNK", 100)  # 12 chunks, the last one ragged
     chunked = ops.gelu(np.asfortranarray(x), mode)
-    assert chunked.shape == x.shape and chunked.dtype == F16
+    assert chunked.shape == x.shape and chunked.dtype == F32
     np.testing.assert_array_equal(chunked, whole)
     np.testing.assert_array_equal(whole.reshape(-1)[:5], ops._gelu(x.reshape(-1)[:5], mode))
+
+
+FP16_PATTERNS = np.arange(1 << 16, dtype=np.uint16).view(F16)
+FP16_NUMBERS = FP16_PATTERNS[~np.isnan(FP16_PATTERNS)].reshape(-1, 7)  # 63,490 values, infinities included
+
+
+def _strided(x: np.ndarray) -> np.ndarray:
+    """The same values in a non-contiguous layout (the lookups read bit patterns through a view)."""
+    return np.asfortranarray(x)[::-1].T
+
+
+@pytest.mark.parametrize("mode", ["EXACT", "TANH_APPROXIMATION", "SIGMOID_APPROXIMATION"])
+def test_fp16_gelu_lookup_gives_the_kernels_values(mode):
+    from mlprogram import ops
+    x = _strided(FP16_NUMBERS)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = ops._gelu(np.ascontiguousarray(x), mode)
+    got = ops.gelu(x, mode)
+    assert got.dtype == F16 and got.shape == x.shape
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+@pytest.mark.parametrize("scale,zero_point,output_dtype", [
+    (F16(0.0213), np.int8(3), "int8"), (F16(7.5), None, "int8"), (F16(1e-3), np.uint8(128), "uint8"),
+    (F32(0.0213), np.int8(-5), "int8")])
+def test_per_tensor_quantize_lookups_give_the_kernels_values(scale, zero_point, output_dtype):
+    from mlprogram import quant
+    x = _strided(FP16_NUMBERS)
+    with np.errstate(invalid="ignore"):
+        want = quant._quantize(np.ascontiguousarray(x), scale, output_dtype, zero_point)
+    got = quant.quantize(x, scale, output_dtype, zero_point)
+    assert got.dtype == want.dtype and got.shape == x.shape
+    np.testing.assert_array_equal(got, want)
+    codes = _strided(np.arange(256, dtype=np.uint8).view(got.dtype).reshape(16, 16))
+    want = quant._dequantize(np.ascontiguousarray(codes), scale, zero_point)
+    got = quant.dequantize(codes, scale, zero_point)
+    assert got.dtype == scale.dtype
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
 
 
 def test_evaluator_passes_hold_about_32_small_images_and_one_large():
