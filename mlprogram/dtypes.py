@@ -17,6 +17,9 @@ MIL_TYPES: dict[int, tuple[str, type]] = {
 }
 STORAGE: dict[str, np.dtype] = {name: np.dtype(np_type) for name, np_type in MIL_TYPES.values()}
 SUB_BYTE_BITS = {"int4": 4, "uint1": 1, "uint2": 2, "uint3": 3, "uint4": 4, "uint6": 6}
+# Every float16 value, indexed by its bit pattern: kernels of one float16 input tabulate themselves on it.
+FLOAT16_PATTERNS = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+FLOAT16_PATTERNS.flags.writeable = False
 
 
 def mil_type_name(code: int) -> str:

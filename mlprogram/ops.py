@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .dtypes import STORAGE
+from .dtypes import FLOAT16_PATTERNS, STORAGE
 
 F32 = np.float32
 
@@ -100,7 +100,7 @@ def gelu(x, mode: str = "EXACT"):
 def _gelu_table(mode: str) -> np.ndarray:
     """``_gelu`` of every float16 bit pattern, indexed by the pattern."""
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinity patterns
-        return _gelu(np.arange(1 << 16, dtype=np.uint16).view(np.float16), mode)
+        return _gelu(FLOAT16_PATTERNS, mode)
 
 
 def _gelu(x: np.ndarray, mode: str) -> np.ndarray:

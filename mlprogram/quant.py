@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from .dtypes import STORAGE, unpack_bits
+from .dtypes import FLOAT16_PATTERNS, STORAGE, unpack_bits
 from .ops import registrar
 
 F32 = np.float32
@@ -78,9 +78,8 @@ def _scalar(dtype: str | None, data: bytes | None):
 
 @lru_cache(maxsize=1024)
 def _quantize_table(scale_dtype, scale, zero_dtype, zero, output_dtype: str) -> np.ndarray:
-    patterns = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
     with np.errstate(invalid="ignore"):  # NaN patterns: whatever the kernel gives them
-        return _quantize(patterns, _scalar(scale_dtype, scale), output_dtype, _scalar(zero_dtype, zero))
+        return _quantize(FLOAT16_PATTERNS, _scalar(scale_dtype, scale), output_dtype, _scalar(zero_dtype, zero))
 
 
 @lru_cache(maxsize=1024)

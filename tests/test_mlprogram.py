@@ -313,7 +313,7 @@ def test_gelu_in_chunks_gives_the_values_of_one_pass(mode, monkeypatch):
     np.testing.assert_array_equal(whole.reshape(-1)[:5], ops._gelu(x.reshape(-1)[:5], mode))
 
 
-FP16_PATTERNS = np.arange(1 << 16, dtype=np.uint16).view(F16)
+FP16_PATTERNS = np.arange(1 << 16, dtype=np.uint16).view(F16)  # built here, not taken from mlprogram
 FP16_NUMBERS = FP16_PATTERNS[~np.isnan(FP16_PATTERNS)].reshape(-1, 7)  # 63,490 values, infinities included
 
 
