@@ -10,6 +10,11 @@ Beside it, for each runtime: our fp32 and int8 artifacts of the same weights, bu
 converters. All six are timed in one interleaved run (benchmarks/latency.py); each ratio is ours over
 the baseline of its runtime, as a ratio of medians and the 10th-90th percentile of the per-round
 ratios. Artifacts go to ``--artifacts-dir`` and are reused while their manifests match.
+
+A candidate change of our graph is measured in the same run: ``--variant few_reshapes=true`` (any
+fields of ``model.deploy.Recipe``, benchmarks/research/recipe_variants.py) builds our fp32 and int8
+artifacts again from that recipe, verified by the same contract, and reports each over ours of the
+same precision, round by round.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ import torch  # noqa: E402
 from benchmarks.latency import LatencyResult, Target, measure, split_runs  # noqa: E402
 from benchmarks.report.build import Job as ReportJob, reusable  # noqa: E402
 from benchmarks.research.published_shunted import VARIANTS, build_reference, official_checkpoint, randomize_  # noqa: E402
+from benchmarks.research.recipe_variants import Variant, VariantError, parse_variant  # noqa: E402
 from common.cli import Parser, run_cli  # noqa: E402
 from common.defaults import ARTIFACTS_DIR, RANDOM_WEIGHTS_DATA  # noqa: E402
 from common.errors import UserError  # noqa: E402
@@ -46,6 +52,7 @@ from model.checkpoint import describe_architecture, identify_variant  # noqa: E4
 FORMATS = ("onnx", "executorch")
 RUNTIMES = {"onnx": "ONNX Runtime", "executorch": "ExecuTorch XNNPACK"}
 ROWS = (("published", "fp32"), ("ours", "fp32"), ("ours", "int8"))
+PUBLISHED_GRAPH = "published (B, N, C) formulation, exported as it is"
 
 
 class PublishedError(UserError):
@@ -81,29 +88,37 @@ def artifact(fmt: str, side: str, precision: str, request: ConvertRequest, direc
     return directory / f"{request.checkpoint.stem}_{side}_{request.input_size}_{precision}{converter(fmt).suffix}"
 
 
-def build(fmt: str, side: str, precision: str, request: ConvertRequest, directory: Path, published: torch.nn.Module,
+def side_name(variant: Variant) -> str:
+    """The row of ours built from ``variant``'s recipe (its label and file name part)."""
+    return f"ours-{variant.tag}"
+
+
+def build(fmt: str, side: str, precision: str, request: ConvertRequest, directory: Path, graph: tuple | None,
           rebuild: bool) -> Path:
-    """One artifact, converted and verified, or reused when its manifest matches."""
+    """One artifact, converted and verified, or reused when its manifest matches. ``graph``: None for ours
+    as the converter makes it, else (description, (job, backend) -> the model to export instead of the
+    job's deploy form)."""
     path = artifact(fmt, side, precision, request, directory)
     sha = file_sha256(request.checkpoint)
     if not rebuild and reusable(path, ReportJob(f"{fmt}:{precision}", fmt, precision), sha, request.input_size, 1)[0]:
         return path
     request = replace(request, precision=precision, output=path, force=path.exists(),
                       calib=request.calib if precision == "int8" else None)
-    if side == "ours":
+    if graph is None:
         convert(None, fmt, request)
         return path
+    description, exported_model = graph
     format_converter = converter(fmt)
     job, _ = prepare(format_converter, request)
-    job = replace(job, deploy_model=published)  # exported as published: no deploy form, no rewrite
+    job = replace(job, deploy_model=exported_model(job, format_converter.backend(job.options)))
     tmp, start = temporary_path(path), time.perf_counter()
     try:
         manifest, _ = export_unverified(format_converter, job, tmp)
-        manifest["graph"] = "published (B, N, C) formulation, exported as it is"
+        manifest["graph"] = description
         manifest["verification"] = verify(job, tmp, manifest)
         if manifest["verification"].get("missed"):
-            raise VerificationFailed(f"the published {fmt} export does not match our model: "
-                                     + "; ".join(manifest["verification"]["missed"]))
+            raise VerificationFailed(f"the {fmt} {precision} export of the {description} misses the contract "
+                                     "against our model: " + "; ".join(manifest["verification"]["missed"]))
         manifest["seconds"] = round(time.perf_counter() - start, 2)
         finalize(tmp, path, manifest, force=True)
     finally:
@@ -117,8 +132,19 @@ def round_ratios(row: LatencyResult, base: LatencyResult, runs: int, rounds: int
     return np.array([np.median(row.times_ms[a:b]) / np.median(base.times_ms[a:b]) for a, b in zip(edges, edges[1:])])
 
 
-def ratios(rows: dict[tuple, LatencyResult], runs: int, rounds: int) -> list[dict]:
-    """One entry per runtime: the three medians and ours over the published fp32 export."""
+def graphs(published: torch.nn.Module, variants: list[Variant]) -> dict[str, tuple | None]:
+    """Each row's graph for :func:`build`, by side: published, ours, then ours from each variant's recipe."""
+    def variant_model(variant: Variant):
+        return lambda job, backend: variant.deploy_model(job.model, backend, job.meta["input_size"])
+    sides = {"published": (PUBLISHED_GRAPH, lambda job, backend: published), "ours": None}  # no rewrite
+    sides.update({side_name(v): (f"ours, its recipe with {v}", variant_model(v)) for v in variants})
+    return sides
+
+
+def ratios(rows: dict[tuple, LatencyResult], runs: int, rounds: int,
+           variants: tuple[Variant, ...] = ()) -> list[dict]:
+    """One entry per runtime: the three medians and ours over the published fp32 export; for each
+    variant, its medians and its ratio to ours of the same precision."""
     results = []
     for fmt in FORMATS:
         if (fmt, "published", "fp32") not in rows:
@@ -131,8 +157,21 @@ def ratios(rows: dict[tuple, LatencyResult], runs: int, rounds: int) -> list[dic
             entry[f"ours_{precision}_ms"] = row.median_ms
             entry[f"ours_{precision}_ratio"] = round(row.median_ms / base.median_ms, 3)
             entry[f"ours_{precision}_round_p10_p90"] = [round(float(v), 3) for v in np.percentile(per_round, [10, 90])]
+        entry["variants"] = [variant_entry(rows, fmt, v, runs, rounds) for v in variants]
         results.append(entry)
     return results
+
+
+def variant_entry(rows: dict[tuple, LatencyResult], fmt: str, variant: Variant, runs: int, rounds: int) -> dict:
+    """``variant``'s rows of ``fmt`` against ours: median ratio of each round's medians, p10-p90 of them."""
+    entry = {"variant": str(variant)}
+    for precision in ("fp32", "int8"):
+        row, ours = rows[fmt, side_name(variant), precision], rows[fmt, "ours", precision]
+        per_round = round_ratios(row, ours, runs, rounds)
+        entry[f"{precision}_ms"] = row.median_ms
+        entry[f"{precision}_vs_ours"] = round(float(np.median(per_round)), 3)
+        entry[f"{precision}_vs_ours_round_p10_p90"] = [round(float(v), 3) for v in np.percentile(per_round, [10, 90])]
+    return entry
 
 
 def format_ratios(results: list[dict]) -> str:
@@ -140,9 +179,20 @@ def format_ratios(results: list[dict]) -> str:
         low, high = entry[f"ours_{precision}_round_p10_p90"]
         return (f"{entry[f'ours_{precision}_ms']:.2f} ms = {entry[f'ours_{precision}_ratio']:.2f}x "
                 f"(rounds {low:.2f}-{high:.2f}x)")
-    return text_table(["runtime", "published fp32", "ours fp32 / published", "ours int8 / published"],
-                      [[e["runtime"], f"{e['published_fp32_ms']:.2f} ms", cell(e, "fp32"), cell(e, "int8")]
-                       for e in results])
+    table = text_table(["runtime", "published fp32", "ours fp32 / published", "ours int8 / published"],
+                       [[e["runtime"], f"{e['published_fp32_ms']:.2f} ms", cell(e, "fp32"), cell(e, "int8")]
+                        for e in results])
+    variants = [(e["runtime"], v) for e in results for v in e.get("variants", [])]
+    if not variants:
+        return table
+
+    def against_ours(variant: dict, precision: str) -> str:
+        low, high = variant[f"{precision}_vs_ours_round_p10_p90"]
+        return (f"{variant[f'{precision}_ms']:.2f} ms = {variant[f'{precision}_vs_ours']:.3f}x "
+                f"(rounds {low:.2f}-{high:.2f}x)")
+    return table + "\n\n" + text_table(
+        ["runtime", "variant", "fp32 / ours fp32", "int8 / ours int8"],
+        [[runtime, v["variant"], against_ours(v, "fp32"), against_ours(v, "int8")] for runtime, v in variants])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -162,6 +212,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="threads (default: physical cores)")
     parser.add_argument("--artifacts-dir", type=Path, default=ARTIFACTS_DIR / "vs_published",
                         help="where the artifacts are built and reused (default artifacts/vs_published)")
+    parser.add_argument("--variant", action="append", default=[], metavar="FIELD=VALUE[,...]",
+                        help="also build ours from its recipe with these model.deploy.Recipe fields changed "
+                             "(e.g. few_reshapes=true) and time it against ours; repeatable")
     parser.add_argument("--rebuild", action="store_true", help="convert again even when a matching artifact exists")
     parser.add_argument("--json", type=Path, help="also write the result to this JSON file")
     args = parser.parse_args(argv)
@@ -170,6 +223,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         parser.error(f"--checkpoint {args.checkpoint} not found; pass an official Shunted checkpoint file")
+    try:
+        args.variants = tuple(dict.fromkeys(parse_variant(text) for text in args.variant))
+    except VariantError as err:
+        parser.error(f"--variant: {err}")
     return args
 
 
@@ -180,11 +237,13 @@ def run(args: argparse.Namespace) -> dict:
     request = ConvertRequest(checkpoint=checkpoint, input_size=args.input_size, verify_data=args.data,
                              calib=args.data, random_weights=args.checkpoint is None,
                              verify_images=args.verify_images)
+    sides = graphs(published, list(args.variants))
+    rows = [*ROWS, *((side_name(v), precision) for v in args.variants for precision in ("fp32", "int8"))]
     paths = {}
     for fmt in args.formats:
-        for side, precision in ROWS:
+        for side, precision in rows:
             print(f"{fmt} {side} {precision}: building or reusing", file=sys.stderr, flush=True)
-            paths[fmt, side, precision] = build(fmt, side, precision, request, args.artifacts_dir, published,
+            paths[fmt, side, precision] = build(fmt, side, precision, request, args.artifacts_dir, sides[side],
                                                 args.rebuild)
     threads = args.threads or physical_cores()
     keys = list(paths)
@@ -193,7 +252,7 @@ def run(args: argparse.Namespace) -> dict:
     failed = [row for row in measured if not row.ok]
     if failed:
         raise PublishedError(f"{failed[0].label}: {failed[0].error}")
-    results = ratios(dict(zip(keys, measured)), args.runs, args.rounds)
+    results = ratios(dict(zip(keys, measured)), args.runs, args.rounds, args.variants)
     machine = machine_description(threads)
     print(f"{checkpoint.name} at {args.input_size} px; machine: {machine}; {args.runs} runs per artifact in "
           f"{args.rounds} interleaved rounds, batch 1")

@@ -16,7 +16,7 @@ from ..shunted import ShuntedTransformer, check_input_size
 from .attention import collapse_single_tokens, few_reshapes, float_in_int8, fold_attention_scales
 from .centring import centre_stream
 from .folding import fold_batchnorms, fold_norm_affines
-from .norms import NormForm, swap_norms
+from .norms import MEANS, NormForm, swap_norms
 
 __all__ = ["BACKENDS", "Recipe", "deploy_form", "float_in_int8", "rewrite"]
 
@@ -29,6 +29,10 @@ class Recipe:
     norm_means: str = "mean"  # channel statistics as "mean", "conv" or fused "last_axis" (norms.MEANS)
     centred_stream: bool = False  # every norm reads a channel-centred input (centring.py)
     few_reshapes: bool = False  # attention heads split with one reshape per tensor (attention.py)
+
+    def __post_init__(self):
+        if self.norm_means not in MEANS:
+            raise ValueError(f"unknown norm_means {self.norm_means!r}; use one of {', '.join(MEANS)}")
 
 
 RECIPES = {
