@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .dtypes import FLOAT16_PATTERNS, STORAGE
+from .half import nonnegative_to_float16, to_float32
 
 F32 = np.float32
 
@@ -34,7 +35,7 @@ op = registrar(OPS)
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
-    return x.astype(F32, copy=False)
+    return to_float32(np.asarray(x))
 
 
 def _axes(axes, rank: int) -> tuple[int, ...]:
@@ -121,8 +122,23 @@ def rsqrt(x, epsilon=1e-12):
 
 @op("softmax")
 def softmax(x, axis=-1):
-    exps = np.exp(x - np.max(x, axis=int(axis), keepdims=True))
-    return exps / np.sum(exps, axis=int(axis), keepdims=True, dtype=F32).astype(x.dtype)
+    """Softmax. Of float16: exp by table and numpy's float16 division as numpy computes it (in float32,
+    rounded once), the rounding done by ``half`` (probabilities are often float16 subnormals, which
+    numpy rounds slowly)."""
+    shifted = x - np.max(x, axis=int(axis), keepdims=True)
+    if x.dtype != np.float16:
+        exps = np.exp(shifted)
+        return exps / np.sum(exps, axis=int(axis), keepdims=True, dtype=F32).astype(x.dtype)
+    exps = to_float32(_exp_table()[shifted.view(np.uint16)])
+    total = np.sum(exps, axis=int(axis), keepdims=True).astype(np.float16)
+    return nonnegative_to_float16(exps / to_float32(total))
+
+
+@lru_cache(maxsize=None)
+def _exp_table() -> np.ndarray:
+    """``np.exp`` of every float16 bit pattern, indexed by the pattern."""
+    with np.errstate(over="ignore", invalid="ignore"):  # infinities and NaN patterns
+        return np.exp(FLOAT16_PATTERNS)
 
 
 @op("reduce_mean")
@@ -136,7 +152,7 @@ def layer_norm(x, axes, gamma=None, beta=None, epsilon=1e-5):
     axes = _axes(axes, x.ndim)
     mean = np.mean(x, axis=axes, keepdims=True, dtype=F32).astype(x.dtype)
     centred = x - mean
-    var = np.mean(np.square(centred, dtype=F32), axis=axes, keepdims=True).astype(x.dtype)
+    var = np.mean(np.square(_f32(centred)), axis=axes, keepdims=True).astype(x.dtype)
     out = centred * rsqrt(var, epsilon)
     param_shape = [n if i in axes else 1 for i, n in enumerate(x.shape)]
     if gamma is not None:
@@ -202,15 +218,15 @@ def matmul(x, y, transpose_x=False, transpose_y=False):
         a = np.swapaxes(a, -1, -2)
     if transpose_y and b.ndim > 1:
         b = np.swapaxes(b, -1, -2)
-    return np.asarray(np.matmul(a, b)).astype(x.dtype)
+    return np.asarray(np.matmul(a, b)).astype(x.dtype, copy=False)
 
 
 @op("linear")
 def linear(x, weight, bias=None):
     out = np.matmul(_f32(x), _f32(weight).T)
     if bias is not None:
-        out = out + _f32(bias)
-    return out.astype(x.dtype)
+        out += _f32(bias)
+    return out.astype(x.dtype, copy=False)
 
 
 def conv_padding(pad_type: str, pad, size: tuple[int, ...], kernel: tuple[int, ...], strides, dilations):
@@ -238,7 +254,7 @@ def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilatio
     strides = (1, 1) if strides is None else tuple(int(s) for s in strides)
     dilations = (1, 1) if dilations is None else tuple(int(d) for d in dilations)
     pads = conv_padding(str(pad_type), pad, x.shape[2:], kernel, strides, dilations)
-    xp = np.pad(_f32(x), [(0, 0), (0, 0), *pads])
+    xp = _padded(x, pads)
     w, groups = _f32(weight), int(groups)
     (sh, sw), (dh, dw), (kh, kw) = strides, dilations, kernel
     n, c, h, wd = xp.shape
@@ -258,8 +274,19 @@ def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilatio
         out = _grouped(lambda xg, wg: np.tensordot(xg, wg, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2),
                        cols, w, groups)
     if bias is not None:
-        out = out + _f32(bias)[None, :, None, None]
-    return out.astype(x.dtype)
+        out += _f32(bias)[None, :, None, None]
+    return out.astype(x.dtype, copy=False)
+
+
+def _padded(x: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:
+    """NCHW ``x`` in float32 with zeros around its spatial axes, converted and padded in one copy."""
+    if not any(before or after for before, after in pads):
+        return _f32(x)
+    (top, bottom), (left, right) = pads
+    n, c, h, w = x.shape
+    out = np.zeros((n, c, h + top + bottom, w + left + right), F32)
+    out[:, :, top:top + h, left:left + w] = x
+    return out
 
 
 def _grouped(kernel: Callable, cols: np.ndarray, w: np.ndarray, groups: int) -> np.ndarray:

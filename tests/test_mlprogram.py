@@ -333,6 +333,49 @@ def test_fp16_gelu_lookup_gives_the_kernels_values(mode):
     np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
 
 
+def test_float16_conversions_give_numpys_bits():
+    from mlprogram.half import nonnegative_to_float16, to_float32
+    halves = FP16_PATTERNS[:0x7C00].astype(F32)  # +0 up to the largest finite float16
+    midpoints = (halves[:-1] + halves[1:]) / 2  # ties: half to even
+    bits = np.concatenate([halves[1:], midpoints, [65519.99, 65520, 1e30]]).astype(F32).view(np.uint32)
+    random = np.random.default_rng(7).integers(0, 0x3880_0000, 2_000_000, dtype=np.uint32)  # below 2**-14
+    x = np.concatenate([bits - 1, bits, bits + 1, random, [0, 1, 0x7F80_0000, 0x7FC0_1234]]).view(F32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want, got = x.astype(F16), nonnegative_to_float16(x)
+    assert got.dtype == F16 and got.shape == x.shape
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+    back = to_float32(_strided(FP16_PATTERNS.reshape(256, 256)))
+    np.testing.assert_array_equal(back.view(np.uint32), _strided(FP16_PATTERNS.reshape(256, 256)).astype(F32)
+                                  .view(np.uint32))
+
+
+@pytest.mark.parametrize("name", ["softmax", "layer_norm", "rsqrt"])
+def test_fp16_kernels_give_numpys_float16_values(name):
+    """Kernels that convert with mlprogram.half give what numpy's own float16 arithmetic gives, on
+    20,000 float16 values (subnormals and infinities included)."""
+    from mlprogram import ops
+    x = FP16_NUMBERS.reshape(-1)[::3][:20_000].reshape(100, 200)
+    y = np.random.default_rng(1).permutation(x.reshape(-1)).reshape(100, 200)
+    with np.errstate(all="ignore"):
+        if name == "softmax":
+            z = np.clip(x, -60, 60)
+            shifted = z - z.max(-1, keepdims=True)
+            e = np.exp(shifted)
+            want, got = e / e.sum(-1, keepdims=True, dtype=F32).astype(F16), ops.softmax(z)
+        elif name == "layer_norm":
+            z = np.clip(x, -200, 200)
+            centred = z - z.mean(-1, keepdims=True, dtype=F32).astype(F16)
+            var = np.mean(np.square(centred, dtype=F32), -1, keepdims=True).astype(F16)
+            rstd = (1.0 / np.sqrt((var + F16(1e-5)).astype(F32))).astype(F16)
+            gamma, beta = y[0] / F16(100), y[1] / F16(100)
+            want, got = centred * rstd * gamma + beta, ops.layer_norm(z, [-1], gamma, beta, F16(1e-5))
+        else:
+            z = np.abs(x)
+            want, got = (1.0 / np.sqrt((z + F16(1e-3)).astype(F32))).astype(F16), ops.rsqrt(z, F16(1e-3))
+    assert got.dtype == F16 and got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
 @pytest.mark.parametrize("scale,zero_point,output_dtype", [
     (F16(0.0213), np.int8(3), "int8"), (F16(7.5), None, "int8"), (F16(1e-3), np.uint8(128), "uint8"),
     (F32(0.0213), np.int8(-5), "int8")])
