@@ -35,7 +35,7 @@ op = registrar(OPS)
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
-    return to_float32(np.asarray(x))
+    return to_float32(x)
 
 
 def _axes(axes, rank: int) -> tuple[int, ...]:
